@@ -1,0 +1,71 @@
+package chunks
+
+import (
+	"encoding/hex"
+	"fmt"
+
+	"lukechampine.com/blake3"
+)
+
+// Ref is the BLAKE3-256 hash of a chunk's plaintext. It names the chunk
+// wherever it is stored.
+type Ref [32]byte
+
+// Sum returns the Ref of data.
+func Sum(data []byte) Ref { return blake3.Sum256(data) }
+
+// String returns r in lowercase hex.
+func (r Ref) String() string { return hex.EncodeToString(r[:]) }
+
+// ParseRef parses the lowercase or uppercase hex form that [Ref.String]
+// returns.
+func ParseRef(s string) (Ref, error) {
+	var r Ref
+	if len(s) != 2*len(r) {
+		return Ref{}, fmt.Errorf("chunks: ref %q: want %d hex digits", s, 2*len(r))
+	}
+	if _, err := hex.Decode(r[:], []byte(s)); err != nil {
+		return Ref{}, fmt.Errorf("chunks: ref %q: %w", s, err)
+	}
+	return r, nil
+}
+
+// Codec says how a chunk's bytes are stored in a pack. It is recorded per
+// chunk, so packs written with and without compression read the same way.
+type Codec uint8
+
+const (
+	// CodecRaw stores the plaintext as is.
+	CodecRaw Codec = 0
+	// CodecS2 stores an s2 block (github.com/klauspost/compress/s2) that
+	// decodes to the plaintext.
+	CodecS2 Codec = 1
+)
+
+func (c Codec) String() string {
+	switch c {
+	case CodecRaw:
+		return "raw"
+	case CodecS2:
+		return "s2"
+	}
+	return fmt.Sprintf("Codec(%d)", uint8(c))
+}
+
+// Location says where one copy of a chunk lies in one backend.
+type Location struct {
+	Pack   string // pack object name, as ListPacks reports it
+	Offset int64  // offset of the chunk's stored bytes inside the pack
+	Length uint32 // stored (possibly compressed) length
+	Codec  Codec
+}
+
+// Chunk is a chunk's plaintext with its Ref.
+type Chunk struct {
+	// Ref must equal Sum(Data). Put trusts it rather than hashing every
+	// chunk a second time (the caller hashed it to deduplicate); a wrong Ref
+	// makes the chunk unreadable, since Get verifies. Builds with the
+	// "invariants" tag check it in Put and panic on a mismatch.
+	Ref  Ref
+	Data []byte // the plaintext, at most MaxChunkSize bytes
+}

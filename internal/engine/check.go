@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/deltadisk/deltadisk/internal/chunks"
+	"github.com/deltadisk/deltadisk/internal/meta"
+)
+
+// CheckOptions tunes a consistency check.
+type CheckOptions struct {
+	// ReadData reads and verifies every indexed chunk, not only that its
+	// pack exists and is long enough.
+	ReadData bool
+}
+
+// CheckReport is what a consistency check found.
+type CheckReport struct {
+	Images, Lineages, MapEntries, Chunks, Packs int
+	// Problems lists every inconsistency, each naming the keys involved.
+	Problems []string
+}
+
+// Err returns nil for a clean report, else an ErrCorrupt naming the first
+// problems.
+func (r CheckReport) Err() error {
+	if len(r.Problems) == 0 {
+		return nil
+	}
+	shown := r.Problems[:min(len(r.Problems), 5)]
+	return fmt.Errorf("%w: %d problems: %s", ErrCorrupt, len(r.Problems), strings.Join(shown, "; "))
+}
+
+// Check verifies every invariant between images, lineages, generations, the
+// block map, the changed sets, the chunk index and the packs. It reads
+// everything once: O(metadata), and O(data) with ReadData. It runs in one
+// metadata view, so run it on a quiet engine for a meaningful pack check.
+func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, error) {
+	var rep CheckReport
+	packSizes := make(map[string]int64)
+	if err := e.chunks.ListPacks(ctx, func(name string, size int64) error {
+		packSizes[name] = size
+		return nil
+	}); err != nil {
+		return rep, err
+	}
+	rep.Packs = len(packSizes)
+	type chunkLoc struct {
+		ref chunks.Ref
+		loc chunks.Location
+	}
+	var toRead []chunkLoc
+	err := e.meta.View(ctx, func(tx meta.Tx) error {
+		rep = CheckReport{Packs: len(packSizes)}
+		toRead = toRead[:0]
+		bad := func(format string, args ...any) { rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...)) }
+
+		lins := make(map[LineageID]lineageRecord)
+		if err := scanAll(tx, prefixLineage, func(k, v []byte) error {
+			id, err := decodeIDKey(k, prefixLineage)
+			if err != nil {
+				return err
+			}
+			var rec lineageRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				bad("lineage %d: record does not decode: %v", id, err)
+				return nil
+			}
+			lins[LineageID(id)] = rec
+			return nil
+		}); err != nil {
+			return err
+		}
+		rep.Lineages = len(lins)
+
+		// Expected references per generation: snapshots and clone bases.
+		wantRefs := make(map[[2]uint64]uint64)
+		for l, rec := range lins {
+			if rec.Head < 1 {
+				bad("lineage %d: head generation %d", l, rec.Head)
+			}
+			if rec.Base != 0 {
+				wantRefs[[2]uint64{uint64(rec.Base), uint64(rec.BaseGen)}]++
+				if _, ok := lins[rec.Base]; !ok {
+					bad("lineage %d: base lineage %d is missing", l, rec.Base)
+				}
+			}
+			if rec.Dying {
+				bad("lineage %d: deletion left unfinished", l)
+			}
+		}
+		if err := scanAll(tx, prefixImage, func(k, v []byte) error {
+			id, err := decodeIDKey(k, prefixImage)
+			if err != nil {
+				return err
+			}
+			rep.Images++
+			var img imageRecord
+			if err := json.Unmarshal(v, &img); err != nil {
+				bad("image %d: record does not decode: %v", id, err)
+				return nil
+			}
+			rec, ok := lins[img.Lineage]
+			switch {
+			case !ok:
+				bad("image %d: lineage %d is missing", id, img.Lineage)
+			case img.Kind == KindVolume && rec.Volume != ID(id):
+				bad("image %d: lineage %d names volume %d", id, img.Lineage, rec.Volume)
+			case img.Kind == KindSnapshot:
+				wantRefs[[2]uint64{uint64(img.Lineage), uint64(img.Gen)}]++
+				if img.Gen >= rec.Head {
+					bad("snapshot %d: generation %d is not sealed (head %d)", id, img.Gen, rec.Head)
+				}
+			case img.Kind != KindVolume:
+				bad("image %d: unknown kind %d", id, img.Kind)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for l, rec := range lins {
+			if rec.Volume != 0 {
+				if _, err := tx.Get(imageKey(rec.Volume)); errors.Is(err, meta.ErrNotFound) {
+					bad("lineage %d: volume %d is missing", l, rec.Volume)
+				}
+			}
+		}
+
+		liveGen := make(map[[2]uint64]bool)
+		if err := scanAll(tx, prefixGen, func(k, v []byte) error {
+			l, g, err := decodeGenKey(k)
+			if err != nil {
+				return err
+			}
+			key := [2]uint64{uint64(l), uint64(g)}
+			refs, _, err := getGenRefs(tx, l, g)
+			if err != nil {
+				bad("generation %d/%d: %v", l, g, err)
+				return nil
+			}
+			if refs != wantRefs[key] {
+				bad("generation %d/%d: %d references recorded, %d found", l, g, refs, wantRefs[key])
+			}
+			delete(wantRefs, key)
+			liveGen[key] = true
+			if rec, ok := lins[l]; !ok || g >= rec.Head {
+				bad("generation %d/%d: not a sealed generation of a lineage", l, g)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for key, n := range wantRefs {
+			bad("generation %d/%d: referenced %d times but not recorded", key[0], key[1], n)
+		}
+
+		counted := make(map[chunks.Ref]uint64)
+		if err := scanAll(tx, prefixMap, func(k, v []byte) error {
+			l, b, g, err := decodeMapKey(k)
+			if err != nil {
+				return err
+			}
+			rep.MapEntries++
+			val, err := decodeValue(v)
+			if err != nil {
+				bad("block %d/%d@%d: %v", l, b, g, err)
+				return nil
+			}
+			if val.nonZero {
+				counted[val.ref]++
+			}
+			rec, ok := lins[l]
+			switch {
+			case !ok:
+				bad("block %d/%d@%d: lineage missing", l, b, g)
+			case int64(b) >= rec.Size/BlockSize:
+				bad("block %d/%d@%d: beyond the lineage's size %d", l, b, g, rec.Size)
+			case g == 0:
+			case g == rec.Head && rec.Volume != 0:
+			case !liveGen[[2]uint64{uint64(l), uint64(g)}]:
+				bad("block %d/%d@%d: entry in a generation nothing reads", l, b, g)
+			}
+			if g > 0 {
+				if _, err := tx.Get(changedKey(l, g, b)); errors.Is(err, meta.ErrNotFound) {
+					bad("block %d/%d@%d: missing from the changed set", l, b, g)
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := scanAll(tx, prefixChanged, func(k, _ []byte) error {
+			l, g, b, err := decodeChangedKey(k)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Get(mapKey(l, b, g)); errors.Is(err, meta.ErrNotFound) {
+				bad("changed set %d@%d block %d: no map entry", l, g, b)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+
+		if err := scanAll(tx, prefixChunk, func(k, v []byte) error {
+			ref, err := decodeChunkKey(k)
+			if err != nil {
+				return err
+			}
+			rep.Chunks++
+			ce, err := unmarshalChunkEntry(v)
+			if err != nil {
+				bad("chunk %s: %v", ref, err)
+				return nil
+			}
+			if ce.Refs != counted[ref] {
+				bad("chunk %s: refcount %d, %d map entries", ref, ce.Refs, counted[ref])
+			}
+			delete(counted, ref)
+			zone0 := false
+			for _, loc := range ce.Locations {
+				if loc.Zone != 0 {
+					continue
+				}
+				zone0 = true
+				size, ok := packSizes[loc.Pack]
+				switch {
+				case !ok:
+					bad("chunk %s: pack %s is missing", ref, loc.Pack)
+				case loc.Offset+int64(loc.Length) > size:
+					bad("chunk %s: pack %s is %d bytes, chunk ends at %d", ref, loc.Pack, size, loc.Offset+int64(loc.Length))
+				case opts.ReadData:
+					toRead = append(toRead, chunkLoc{ref, loc.Location})
+				}
+			}
+			if !zone0 {
+				bad("chunk %s: no copy in zone 0", ref)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for ref, n := range counted {
+			bad("chunk %s: %d map entries but not indexed", ref, n)
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	var buf []byte
+	for _, c := range toRead {
+		if buf, err = e.chunks.Get(ctx, c.ref, c.loc, buf[:0]); err != nil {
+			if errors.Is(err, chunks.ErrCorrupt) || errors.Is(err, chunks.ErrNotFound) {
+				rep.Problems = append(rep.Problems, err.Error())
+				continue
+			}
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func scanAll(tx meta.Tx, prefix byte, fn func(k, v []byte) error) error {
+	return tx.Scan([]byte{prefix}, []byte{prefix + 1}, fn)
+}

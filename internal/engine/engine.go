@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/deltadisk/deltadisk/internal/chunks"
+	"github.com/deltadisk/deltadisk/internal/meta"
+)
+
+// BlockSize is the unit of change tracking. It is pinned in the store's
+// format record, so changing it needs a new format version.
+const BlockSize = 64 << 10
+
+// SectorSize is the alignment of every offset and length (Azure's page).
+const SectorSize = 512
+
+// SizeUnit is the granularity of volume sizes (Azure's upload rule).
+const SizeUnit = 1 << 20
+
+// FormatVersion is the store format this binary writes and reads.
+const FormatVersion = 1
+
+type (
+	// ID names a volume or a snapshot.
+	ID uint64
+	// LineageID names a volume's timeline.
+	LineageID uint64
+	// Generation numbers the states of a lineage; the head is the highest.
+	Generation uint64
+)
+
+var (
+	// ErrNotFound: no volume or snapshot has the ID.
+	ErrNotFound = errors.New("engine: no such volume or snapshot")
+	// ErrUnaligned: an offset or length is not a multiple of 512 bytes.
+	ErrUnaligned = errors.New("engine: unaligned offset or length")
+	// ErrOutOfRange: a read or write reaches past the end of the image.
+	ErrOutOfRange = errors.New("engine: beyond the end of the image")
+	// ErrBadSize: a size is not a positive multiple of 1 MiB, or shrinks.
+	ErrBadSize = errors.New("engine: invalid size")
+	// ErrReadOnly: a write to a snapshot.
+	ErrReadOnly = errors.New("engine: snapshots are read-only")
+	// ErrWrongKind: a volume where a snapshot is needed, or the reverse.
+	ErrWrongKind = errors.New("engine: wrong kind of image")
+	// ErrNotSameLineage: a diff between images of different lineages.
+	ErrNotSameLineage = errors.New("engine: images are not of the same lineage")
+	// ErrOrder: a diff whose base is newer than its target.
+	ErrOrder = errors.New("engine: diff base is newer than its target")
+	// ErrFormat: the store was written by an unknown format or settings.
+	ErrFormat = errors.New("engine: unsupported store format")
+	// ErrCorrupt: metadata that does not decode or contradicts itself.
+	ErrCorrupt = errors.New("engine: corrupt metadata")
+)
+
+// Config configures an [Engine].
+type Config struct {
+	// Meta holds every record, map entry and chunk index entry.
+	Meta meta.Store
+	// Chunks stores block contents. It is zone 0 in the chunk index; the
+	// regions work adds more zones without changing the schema.
+	Chunks *chunks.Store
+	// Logger receives rare events (resumed deletions, GC). Nil discards.
+	Logger *slog.Logger
+	// Now is the clock for GC grace periods; nil means time.Now.
+	Now func() time.Time
+	// ReadAhead is how many chunk reads an export keeps in flight.
+	ReadAhead int
+}
+
+// DefaultConfig returns a Config with defaults for everything but the stores.
+func DefaultConfig() Config {
+	return Config{ReadAhead: 8}
+}
+
+// Validate reports a Config that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Meta == nil:
+		return errors.New("engine: Config.Meta is required")
+	case c.Chunks == nil:
+		return errors.New("engine: Config.Chunks is required")
+	case c.ReadAhead < 1:
+		return errors.New("engine: Config.ReadAhead must be at least 1")
+	}
+	return nil
+}
+
+// Engine stores volumes and snapshots. It is safe for concurrent use.
+type Engine struct {
+	meta      meta.Store
+	chunks    *chunks.Store
+	log       *slog.Logger
+	now       func() time.Time
+	readAhead int
+
+	mu    sync.Mutex
+	locks map[LineageID]*lineageLock
+}
+
+type lineageLock struct {
+	sync.Mutex
+	users int
+}
+
+// Open checks (or, on an empty store, writes) the format record and
+// finishes deletions a crash interrupted.
+func Open(ctx context.Context, cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		meta:      cfg.Meta,
+		chunks:    cfg.Chunks,
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		readAhead: cfg.ReadAhead,
+		locks:     make(map[LineageID]*lineageLock),
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if err := e.checkFormat(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.resume(ctx); err != nil {
+		return nil, fmt.Errorf("engine: resuming interrupted work: %w", err)
+	}
+	return e, nil
+}
+
+var currentFormat = formatRecord{Version: FormatVersion, BlockSize: BlockSize, Hash: "blake3-256"}
+
+func (e *Engine) checkFormat(ctx context.Context) error {
+	return e.meta.Update(ctx, func(tx meta.Tx) error {
+		b, err := tx.Get(formatKey)
+		if errors.Is(err, meta.ErrNotFound) {
+			return putJSON(tx, formatKey, currentFormat)
+		}
+		if err != nil {
+			return err
+		}
+		var f formatRecord
+		if err := json.Unmarshal(b, &f); err != nil {
+			return fmt.Errorf("%w: format record does not decode (%v); is this a deltadisk store?", ErrFormat, err)
+		}
+		if f.Version != FormatVersion {
+			return fmt.Errorf("%w: the store has format version %d and this binary reads only version %d; use a deltadisk release that knows version %d",
+				ErrFormat, f.Version, FormatVersion, f.Version)
+		}
+		if f != currentFormat {
+			return fmt.Errorf("%w: the store uses block size %d and hash %q, this binary %d and %q",
+				ErrFormat, f.BlockSize, f.Hash, BlockSize, currentFormat.Hash)
+		}
+		return nil
+	})
+}
+
+// lock serialises the operations on one lineage in this process, so that a
+// partial-block write's read-modify-write sees no concurrent change. The
+// metadata transactions alone keep the store consistent either way.
+func (e *Engine) lock(l LineageID) func() {
+	e.mu.Lock()
+	ll := e.locks[l]
+	if ll == nil {
+		ll = &lineageLock{}
+		e.locks[l] = ll
+	}
+	ll.users++
+	e.mu.Unlock()
+	ll.Lock()
+	return func() {
+		ll.Unlock()
+		e.mu.Lock()
+		if ll.users--; ll.users == 0 {
+			delete(e.locks, l)
+		}
+		e.mu.Unlock()
+	}
+}
+
+// Info describes an image.
+type Info struct {
+	ID      ID
+	Kind    Kind
+	Lineage LineageID
+	// Gen is the snapshot's sealed generation, or the volume's head.
+	Gen  Generation
+	Size int64
+	// Base is set for a clone that still reads through to another lineage.
+	Base    LineageID
+	BaseGen Generation
+}
+
+// Stat returns an image's description.
+func (e *Engine) Stat(ctx context.Context, id ID) (Info, error) {
+	var info Info
+	err := e.meta.View(ctx, func(tx meta.Tx) error {
+		img, err := getImage(tx, id)
+		if err != nil {
+			return err
+		}
+		lin, err := getLineage(tx, img.Lineage)
+		if err != nil {
+			return err
+		}
+		info = Info{ID: id, Kind: img.Kind, Lineage: img.Lineage, Gen: img.Gen, Size: img.Size, Base: lin.Base, BaseGen: lin.BaseGen}
+		if img.Kind == KindVolume {
+			info.Gen, info.Size = lin.Head, lin.Size
+		}
+		return nil
+	})
+	return info, err
+}
+
+// view resolves an image inside a transaction to the lineage state it reads.
+type view struct {
+	id   ID
+	kind Kind
+	lin  LineageID
+	gen  Generation
+	size int64
+	rec  lineageRecord
+}
+
+func openView(tx meta.Tx, id ID) (view, error) {
+	img, err := getImage(tx, id)
+	if err != nil {
+		return view{}, err
+	}
+	lin, err := getLineage(tx, img.Lineage)
+	if err != nil {
+		return view{}, err
+	}
+	v := view{id: id, kind: img.Kind, lin: img.Lineage, gen: img.Gen, size: img.Size, rec: lin}
+	if img.Kind == KindVolume {
+		v.gen, v.size = lin.Head, lin.Size
+	}
+	return v, nil
+}
+
+func checkSize(size int64) error {
+	if size <= 0 || size%SizeUnit != 0 {
+		return fmt.Errorf("%w: %d bytes is not a positive multiple of 1 MiB", ErrBadSize, size)
+	}
+	return nil
+}
+
+func checkRange(off, n, size int64) error {
+	if off%SectorSize != 0 || n%SectorSize != 0 {
+		return fmt.Errorf("%w: offset %d length %d (both must be multiples of %d)", ErrUnaligned, off, n, SectorSize)
+	}
+	if off < 0 || n < 0 || off > size || n > size-off {
+		return fmt.Errorf("%w: offset %d length %d, image size %d", ErrOutOfRange, off, n, size)
+	}
+	return nil
+}

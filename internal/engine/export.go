@@ -1,0 +1,180 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/deltadisk/deltadisk/internal/chunks"
+	"github.com/deltadisk/deltadisk/internal/meta"
+)
+
+// ExportOptions shapes an export stream.
+type ExportOptions struct {
+	// Trailer is appended after the image's bytes (a fixed VHD footer).
+	Trailer []byte
+}
+
+// zeroRun is written for holes; it is never modified.
+var zeroRun = make([]byte, 1<<20)
+
+// Export streams an image's bytes to w, then opts.Trailer. Blocks that
+// hold no data are produced without storage I/O; chunk reads run ahead of
+// the writer, in order, with bounded memory. It returns the bytes written.
+func (e *Engine) Export(ctx context.Context, id ID, w io.Writer, opts ExportOptions) (int64, error) {
+	info, err := e.Stat(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	type fetch struct {
+		br   blockRead
+		buf  []byte
+		err  error
+		done chan struct{}
+	}
+	// A free list of block buffers: the read-ahead bounds how many exist.
+	free := make(chan []byte, e.readAhead+2)
+	getBuf := func() []byte {
+		select {
+		case b := <-free:
+			return b[:0]
+		default:
+			return make([]byte, 0, BlockSize)
+		}
+	}
+	queue := make(chan *fetch, e.readAhead)
+	var walkErr error
+	go func() {
+		defer close(queue)
+		walkErr = e.walkLocated(ctx, id, info.Size, func(br blockRead) error {
+			f := &fetch{br: br, done: make(chan struct{})}
+			select {
+			case queue <- f:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			go func() {
+				defer close(f.done)
+				f.buf, f.err = e.getBlock(ctx, id, br, getBuf())
+			}()
+			return nil
+		})
+	}()
+
+	var written int64
+	pos := int64(0)
+	writeZeros := func(n int64) error {
+		for n > 0 {
+			k := min(n, int64(len(zeroRun)))
+			m, err := w.Write(zeroRun[:k])
+			written += int64(m)
+			if err != nil {
+				return err
+			}
+			n -= k
+		}
+		return nil
+	}
+	for f := range queue {
+		<-f.done
+		if f.err != nil {
+			cancel()
+			for range queue { // let the producer finish
+			}
+			return written, f.err
+		}
+		off := int64(f.br.b) * BlockSize
+		if err := writeZeros(off - pos); err != nil {
+			cancel()
+			for range queue {
+			}
+			return written, err
+		}
+		m, err := w.Write(f.buf)
+		written += int64(m)
+		select {
+		case free <- f.buf:
+		default:
+		}
+		if err != nil {
+			cancel()
+			for range queue {
+			}
+			return written, err
+		}
+		pos = off + BlockSize
+	}
+	if walkErr != nil {
+		return written, walkErr
+	}
+	if err := writeZeros(info.Size - pos); err != nil {
+		return written, err
+	}
+	m, err := w.Write(opts.Trailer)
+	return written + int64(m), err
+}
+
+// walkLocated calls fn for each non-zero block of an image with its chunk's
+// location, in order.
+func (e *Engine) walkLocated(ctx context.Context, id ID, size int64, fn func(blockRead) error) error {
+	blocks := uint64(size / BlockSize)
+	for w := uint64(0); w < blocks; w += windowBlocks {
+		var win []blockRead
+		err := e.meta.View(ctx, func(tx meta.Tx) error {
+			win = win[:0]
+			v, err := openView(tx, id)
+			if err != nil {
+				return err
+			}
+			r := newTxReader(tx)
+			bvs, err := r.allocated(v.lin, v.gen, w, min(w+windowBlocks, blocks))
+			if err != nil {
+				return err
+			}
+			for _, bv := range bvs {
+				loc, err := r.location(bv.val.ref)
+				if err != nil {
+					return err
+				}
+				win = append(win, blockRead{b: bv.b, val: bv.val, loc: loc})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, br := range win {
+			if err := fn(br); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// getBlock reads one planned block, re-planning it once if a compaction
+// moved its chunk in between.
+func (e *Engine) getBlock(ctx context.Context, id ID, br blockRead, dst []byte) ([]byte, error) {
+	buf, err := e.chunks.Get(ctx, br.val.ref, br.loc, dst)
+	if errors.Is(err, chunks.ErrNotFound) {
+		plan, perr := e.plan(ctx, id, br.b, br.b+1, func(view) error { return nil })
+		if perr != nil {
+			return nil, perr
+		}
+		if plan[0].val != br.val {
+			return nil, fmt.Errorf("block %d: %w (the image changed during the export)", br.b, err)
+		}
+		buf, err = e.chunks.Get(ctx, br.val.ref, plan[0].loc, dst)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("block %d: %w", br.b, err)
+	}
+	if len(buf) != BlockSize {
+		return nil, fmt.Errorf("%w: chunk %s holds %d bytes, want %d", ErrCorrupt, br.val.ref, len(buf), BlockSize)
+	}
+	return buf, nil
+}

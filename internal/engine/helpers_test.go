@@ -1,0 +1,118 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/deltadisk/deltadisk/internal/chunks"
+	"github.com/deltadisk/deltadisk/internal/chunks/chunkstest"
+	"github.com/deltadisk/deltadisk/internal/engine"
+	"github.com/deltadisk/deltadisk/internal/meta"
+	"github.com/deltadisk/deltadisk/internal/meta/bolt"
+	"github.com/deltadisk/deltadisk/internal/meta/metatest"
+)
+
+// testEnv is an engine over a bolt file in a temp dir and an in-memory
+// pack backend, each behind an operation counter.
+type testEnv struct {
+	e       *engine.Engine
+	meta    meta.Store
+	counted *metatest.CountingStore
+	backend *chunkstest.CountingBackend
+	store   *chunks.Store
+	dir     string
+	now     time.Time
+}
+
+// fataler is what the helpers need of *testing.T, *testing.B and *rapid.T.
+type fataler interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
+func openBolt(t testing.TB, dir string) *bolt.Store {
+	t.Helper()
+	cfg := bolt.DefaultConfig()
+	cfg.Path = filepath.Join(dir, "meta.db")
+	s, err := bolt.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newEnv(t testing.TB) *testEnv {
+	t.Helper()
+	return newEnvOn(t, t.TempDir(), chunkstest.NewMem())
+}
+
+func newEnvOn(t testing.TB, dir string, backend chunks.Backend) *testEnv {
+	t.Helper()
+	env := &testEnv{dir: dir, backend: chunkstest.Counting(backend), now: time.Unix(1_800_000_000, 0)}
+	b := openBolt(t, dir)
+	t.Cleanup(func() { b.Close() })
+	env.counted = metatest.Counting(b)
+	env.meta = env.counted
+	cfg := chunks.DefaultConfig()
+	cfg.Backend = env.backend
+	cfg.Compress = true
+	cfg.Now = func() time.Time { return env.now }
+	store, err := chunks.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.store = store
+	ecfg := engine.DefaultConfig()
+	ecfg.Meta = env.meta
+	ecfg.Chunks = store
+	ecfg.Now = func() time.Time { return env.now }
+	e, err := engine.Open(context.Background(), ecfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.e = e
+	return env
+}
+
+func must[T any](t fataler) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func read(t fataler, e *engine.Engine, id engine.ID, size int64) []byte {
+	t.Helper()
+	p := make([]byte, size)
+	if err := e.ReadAt(context.Background(), id, p, 0); err != nil {
+		t.Fatalf("ReadAt(%d): %v", id, err)
+	}
+	return p
+}
+
+func exportRaw(t fataler, e *engine.Engine, id engine.ID) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := e.Export(context.Background(), id, &buf, engine.ExportOptions{}); err != nil {
+		t.Fatalf("Export(%d): %v", id, err)
+	}
+	return buf.Bytes()
+}
+
+func checkClean(t fataler, e *engine.Engine, readData bool) {
+	t.Helper()
+	rep, err := e.Check(context.Background(), engine.CheckOptions{ReadData: readData})
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if err := rep.Err(); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+}
