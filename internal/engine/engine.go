@@ -204,21 +204,41 @@ type Info struct {
 func (e *Engine) Stat(ctx context.Context, id ID) (Info, error) {
 	var info Info
 	err := e.meta.View(ctx, func(tx meta.Tx) error {
-		img, err := getImage(tx, id)
+		v, err := openView(tx, id)
+		info = v.info()
+		return err
+	})
+	return info, err
+}
+
+// List returns every image, in ID order.
+func (e *Engine) List(ctx context.Context) ([]Info, error) {
+	var out []Info
+	err := e.meta.View(ctx, func(tx meta.Tx) error {
+		out = out[:0]
+		var ids []ID
+		err := tx.Scan([]byte{prefixImage}, []byte{prefixImage + 1}, func(k, _ []byte) error {
+			id, err := decodeIDKey(k, prefixImage)
+			ids = append(ids, ID(id))
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		lin, err := getLineage(tx, img.Lineage)
-		if err != nil {
-			return err
-		}
-		info = Info{ID: id, Kind: img.Kind, Lineage: img.Lineage, Gen: img.Gen, Size: img.Size, Base: lin.Base, BaseGen: lin.BaseGen}
-		if img.Kind == KindVolume {
-			info.Gen, info.Size = lin.Head, lin.Size
+		for _, id := range ids {
+			v, err := openView(tx, id)
+			if err != nil {
+				return err
+			}
+			out = append(out, v.info())
 		}
 		return nil
 	})
-	return info, err
+	return out, err
+}
+
+func (v view) info() Info {
+	return Info{ID: v.id, Kind: v.kind, Lineage: v.lin, Gen: v.gen, Size: v.size, Base: v.rec.Base, BaseGen: v.rec.BaseGen}
 }
 
 // view resolves an image inside a transaction to the lineage state it reads.

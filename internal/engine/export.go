@@ -5,14 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/deltadisk/deltadisk/internal/chunks"
 	"github.com/deltadisk/deltadisk/internal/meta"
+	"github.com/deltadisk/deltadisk/internal/vhd"
 )
 
 // ExportOptions shapes an export stream.
 type ExportOptions struct {
-	// Trailer is appended after the image's bytes (a fixed VHD footer).
+	// VHD appends a fixed VHD footer, so that the stream is a fixed VHD
+	// file of the image; UniqueID and Time go into the footer.
+	VHD      bool
+	UniqueID [16]byte
+	Time     time.Time
+	// Trailer is appended after the image's bytes (and after the footer).
 	Trailer []byte
 }
 
@@ -26,6 +33,22 @@ func (e *Engine) Export(ctx context.Context, id ID, w io.Writer, opts ExportOpti
 	info, err := e.Stat(ctx, id)
 	if err != nil {
 		return 0, err
+	}
+	trailer := opts.Trailer
+	if opts.VHD {
+		t := opts.Time
+		if t.IsZero() {
+			t = e.now()
+		}
+		f, err := vhd.New(info.Size, opts.UniqueID, t)
+		if err != nil {
+			return 0, err
+		}
+		footer, err := f.MarshalBinary()
+		if err != nil {
+			return 0, err
+		}
+		trailer = append(footer, trailer...)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -114,7 +137,7 @@ func (e *Engine) Export(ctx context.Context, id ID, w io.Writer, opts ExportOpti
 	if err := writeZeros(info.Size - pos); err != nil {
 		return written, err
 	}
-	m, err := w.Write(opts.Trailer)
+	m, err := w.Write(trailer)
 	return written + int64(m), err
 }
 
