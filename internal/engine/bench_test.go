@@ -1,0 +1,734 @@
+package engine_test
+
+// Benchmarks for DESIGN.md's cost table ("The engine: properties it must
+// keep"). Every benchmark reports counted I/O beside time: metaops/op from
+// metatest.CountingStore and backend operations from
+// chunkstest.CountingBackend. Ratios between sizes, and against the qcow2,
+// cat and plain-file baselines, are computed by scripts/bench.sh from one
+// run's output; no benchmark asserts a time.
+//
+// The default sizes are small, so that CI's
+//
+//	go test -run='^$' -bench=. -benchtime=1x ./...
+//
+// stays quick. DELTADISK_BENCH_FULL=1 selects the sizes of the issue (a
+// 256 MiB write before a snapshot, 1 GiB of data in exports, ...); the
+// sub-benchmark names carry the sizes, so the two never mix in a table.
+//
+// The chunk store compresses (chunks.Config.Compress = true, the default) in
+// every benchmark. Data written is random, so s2 is attempted and rejected,
+// and no chunk deduplicates against another.
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/deltadisk/deltadisk/internal/chunks"
+	"github.com/deltadisk/deltadisk/internal/chunks/chunkstest"
+	"github.com/deltadisk/deltadisk/internal/chunks/local"
+	"github.com/deltadisk/deltadisk/internal/engine"
+	"github.com/deltadisk/deltadisk/internal/meta/bolt"
+	"github.com/deltadisk/deltadisk/internal/meta/metatest"
+	"github.com/deltadisk/deltadisk/internal/vhd"
+)
+
+const (
+	KiB = int64(1) << 10
+	MiB = int64(1) << 20
+	GiB = int64(1) << 30
+	TiB = int64(1) << 40
+)
+
+// fullEnv selects the full benchmark sizes.
+const fullEnv = "DELTADISK_BENCH_FULL"
+
+// scale returns small, or full when the full sizes are selected.
+func scale(small, full int64) int64 {
+	if os.Getenv(fullEnv) == "1" {
+		return full
+	}
+	return small
+}
+
+// sizeName prints n in the largest binary unit that divides it: "1TiB".
+func sizeName(n int64) string {
+	for _, u := range []struct {
+		n    int64
+		name string
+	}{{TiB, "TiB"}, {GiB, "GiB"}, {MiB, "MiB"}, {KiB, "KiB"}} {
+		if n >= u.n && n%u.n == 0 {
+			return fmt.Sprintf("%d%s", n/u.n, u.name)
+		}
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// benchEnv is an engine over bolt in dir and a chunk store (compressing)
+// over a backend, each behind an operation counter. Unlike testEnv it can
+// close and reopen its metadata, which the storage benchmark needs to read
+// bolt's page statistics.
+type benchEnv struct {
+	dir     string
+	db      *bolt.Store
+	meta    *metatest.CountingStore
+	backend *chunkstest.CountingBackend
+	store   *chunks.Store
+	e       *engine.Engine
+}
+
+func openBenchEnv(tb testing.TB, dir string, backend chunks.Backend) *benchEnv {
+	tb.Helper()
+	env := &benchEnv{dir: dir, backend: chunkstest.Counting(backend)}
+	cfg := chunks.DefaultConfig()
+	cfg.Backend = env.backend
+	cfg.Compress = true
+	store, err := chunks.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	env.store = store
+	env.openMeta(tb)
+	tb.Cleanup(func() { env.db.Close() })
+	return env
+}
+
+func (env *benchEnv) openMeta(tb testing.TB) {
+	tb.Helper()
+	env.db = openBolt(tb, env.dir)
+	env.meta = metatest.Counting(env.db)
+	ecfg := engine.DefaultConfig()
+	ecfg.Meta = env.meta
+	ecfg.Chunks = env.store
+	e, err := engine.Open(context.Background(), ecfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	env.e = e
+}
+
+// metaPages closes the metadata, returns the bytes of the pages bolt's
+// B+tree occupies (branch and leaf pages allocated, overflow included), and
+// reopens it.
+func (env *benchEnv) metaPages(tb testing.TB) int64 {
+	tb.Helper()
+	if err := env.db.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	db, err := bbolt.Open(filepath.Join(env.dir, "meta.db"), 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var n int64
+	err = db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bbolt.Bucket) error {
+			s := b.Stats()
+			n += int64(s.BranchAlloc + s.LeafAlloc)
+			return nil
+		})
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	env.openMeta(tb)
+	return n
+}
+
+// reset zeroes both operation counters.
+func (env *benchEnv) reset() {
+	env.meta.Reset()
+	env.backend.Reset()
+}
+
+// reportOps reports the counted I/O per iteration since the last reset.
+func (env *benchEnv) reportOps(b *testing.B) {
+	n := float64(b.N)
+	c, s := env.meta.Counts(), env.backend.Stats()
+	b.ReportMetric(float64(c.Ops())/n, "metaops/op")
+	b.ReportMetric(float64(c.Updates)/n, "commits/op")
+	b.ReportMetric(float64(s.Puts+s.ReadAts+s.Deletes+s.Lists)/n, "backendops/op")
+}
+
+func openLocal(tb testing.TB, dir string) chunks.Backend {
+	tb.Helper()
+	bk, err := local.Open(context.Background(), local.Config{Dir: dir})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return bk
+}
+
+// newRand returns a deterministic fast random source.
+func newRand(seed uint64) *rand.ChaCha8 {
+	var s [32]byte
+	binary.LittleEndian.PutUint64(s[:], seed)
+	return rand.NewChaCha8(s)
+}
+
+func randBytes(r *rand.ChaCha8, n int64) []byte {
+	p := make([]byte, n)
+	r.Read(p)
+	return p
+}
+
+// extentSize is the unit the benchmarks write data in: a 4 MiB WriteAt is
+// one metadata commit.
+const extentSize = 4 * MiB
+
+// writeSpread writes n bytes of random data as 4 MiB extents spread evenly
+// over a volume of size bytes (extent i at i*size/(n/4MiB)), so that a 1 GiB
+// and a 1 TiB volume get the same pattern relative to their size.
+func writeSpread(tb testing.TB, e *engine.Engine, vol engine.ID, size, n int64, seed uint64) {
+	tb.Helper()
+	count := n / extentSize
+	stride := size / count / extentSize * extentSize
+	r := newRand(seed)
+	buf := make([]byte, extentSize)
+	for i := range count {
+		r.Read(buf)
+		if err := e.WriteAt(context.Background(), vol, buf, i*stride); err != nil {
+			tb.Fatalf("WriteAt(%d): %v", i*stride, err)
+		}
+	}
+}
+
+// writeRandomExtents writes n bytes of random data as 4 MiB extents at
+// distinct random 4 MiB-aligned slots of a volume of size bytes.
+func writeRandomExtents(tb testing.TB, e *engine.Engine, vol engine.ID, size, n int64, seed uint64) {
+	tb.Helper()
+	r := newRand(seed)
+	slots := distinct(rand.New(r), size/extentSize, n/extentSize)
+	buf := make([]byte, extentSize)
+	for _, s := range slots {
+		r.Read(buf)
+		if err := e.WriteAt(context.Background(), vol, buf, s*extentSize); err != nil {
+			tb.Fatalf("WriteAt(%d): %v", s*extentSize, err)
+		}
+	}
+}
+
+// distinct returns k distinct random integers in [0, n), in random order.
+func distinct(r *rand.Rand, n, k int64) []int64 {
+	if k > n {
+		panic(fmt.Sprintf("distinct(%d, %d)", n, k))
+	}
+	seen := make(map[int64]bool, k)
+	out := make([]int64, 0, k)
+	for int64(len(out)) < k {
+		v := r.Int64N(n)
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// BenchmarkSnapshot takes snapshots of a sparse volume holding the same
+// data, on a 1 GiB and a 1 TiB volume: the cost must not depend on the size.
+// The first iteration seals the head holding everything written; later ones
+// seal empty heads, at the same metadata operations.
+func BenchmarkSnapshot(b *testing.B) {
+	ctx := context.Background()
+	written := scale(8*MiB, 256*MiB)
+	for _, disk := range []int64{GiB, TiB} {
+		b.Run(fmt.Sprintf("disk=%s/written=%s", sizeName(disk), sizeName(written)), func(b *testing.B) {
+			env := openBenchEnv(b, b.TempDir(), chunkstest.NewMem())
+			vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
+			writeSpread(b, env.e, vol, disk, written, 1)
+			env.reset()
+			for b.Loop() {
+				if _, err := env.e.Snapshot(ctx, vol); err != nil {
+					b.Fatal(err)
+				}
+			}
+			env.reportOps(b)
+		})
+	}
+}
+
+// BenchmarkDiff diffs two snapshots between which 64 MiB changed, on a
+// 1 GiB and a 1 TiB volume that hold the same data: the cost must depend on
+// what changed, not on the size.
+func BenchmarkDiff(b *testing.B) {
+	ctx := context.Background()
+	written, changed := scale(8*MiB, 256*MiB), scale(4*MiB, 64*MiB)
+	for _, disk := range []int64{GiB, TiB} {
+		b.Run(fmt.Sprintf("disk=%s/changed=%s", sizeName(disk), sizeName(changed)), func(b *testing.B) {
+			env := openBenchEnv(b, b.TempDir(), chunkstest.NewMem())
+			vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
+			writeSpread(b, env.e, vol, disk, written, 1)
+			from := must[engine.ID](b)(env.e.Snapshot(ctx, vol))
+			writeSpread(b, env.e, vol, disk, changed, 2)
+			to := must[engine.ID](b)(env.e.Snapshot(ctx, vol))
+			env.reset()
+			var exts []engine.Extent
+			for b.Loop() {
+				var err error
+				if exts, err = env.e.Diff(ctx, from, to); err != nil {
+					b.Fatal(err)
+				}
+			}
+			env.reportOps(b)
+			var n int64
+			for _, x := range exts {
+				n += x.Length
+			}
+			if n != changed {
+				b.Fatalf("Diff covers %d bytes, want %d", n, changed)
+			}
+			b.ReportMetric(float64(len(exts)), "extents")
+		})
+	}
+}
+
+// BenchmarkIncrementalStorage measures what an incremental snapshot stores
+// per byte changed: random writes of 64 KiB (aligned) or 4 KiB to a volume
+// full of random data, then a snapshot. Stored bytes are the pack bytes
+// written plus the growth of bolt's B+tree pages. The same writes go to a
+// qcow2 overlay of the same base (stored bytes: the overlay's growth).
+//
+// The engine gets random bytes; qcow2 gets qemu-io's pattern fill, which it
+// stores uncompressed, so its size does not depend on the bytes.
+func BenchmarkIncrementalStorage(b *testing.B) {
+	ctx := context.Background()
+	disk := scale(64*MiB, GiB)
+	writes := []struct {
+		size  int64
+		count int64
+	}{
+		{64 * KiB, scale(64, 1024)},
+		{4 * KiB, scale(128, 4096)},
+	}
+	b.Run("disk="+sizeName(disk), func(b *testing.B) {
+		dir := b.TempDir()
+		env := openBenchEnv(b, dir, chunkstest.NewMem())
+		vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
+		writeSpread(b, env.e, vol, disk, disk, 1)
+		must[engine.ID](b)(env.e.Snapshot(ctx, vol))
+
+		for _, w := range writes {
+			changed := w.size * w.count
+			b.Run(fmt.Sprintf("writes=%s/changed=%s/impl=engine", sizeName(w.size), sizeName(changed)), func(b *testing.B) {
+				var stored, packs, pages int64
+				buf := make([]byte, w.size)
+				iter := uint64(0)
+				for b.Loop() {
+					b.StopTimer()
+					iter++
+					r := newRand(iter<<8 | uint64(w.size>>10))
+					offs := distinct(rand.New(r), disk/w.size, w.count)
+					packs0, pages0 := env.backend.Stats().PutBytes, env.metaPages(b)
+					b.StartTimer()
+					for _, o := range offs {
+						r.Read(buf)
+						if err := env.e.WriteAt(ctx, vol, buf, o*w.size); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if _, err := env.e.Snapshot(ctx, vol); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					dp, dm := env.backend.Stats().PutBytes-packs0, env.metaPages(b)-pages0
+					packs += dp
+					pages += dm
+					stored += dp + dm
+					b.StartTimer()
+				}
+				total := float64(changed * int64(b.N))
+				b.ReportMetric(float64(stored)/total, "stored/changed")
+				b.ReportMetric(float64(packs)/total, "packs/changed")
+				b.ReportMetric(float64(pages)/total, "meta/changed")
+			})
+		}
+
+		qemuImg, err1 := exec.LookPath("qemu-img")
+		qemuIO, err2 := exec.LookPath("qemu-io")
+		if err := errors.Join(err1, err2); err != nil {
+			b.Logf("no qcow2 baseline: %v", err)
+			return
+		}
+		raw, baseQcow := filepath.Join(dir, "base.raw"), filepath.Join(dir, "base.qcow2")
+		exportFile(b, env.e, vol, raw, nil)
+		run(b, qemuImg, "convert", "-f", "raw", "-O", "qcow2", raw, baseQcow)
+		if err := os.Remove(raw); err != nil {
+			b.Fatal(err)
+		}
+		for _, w := range writes {
+			changed := w.size * w.count
+			b.Run(fmt.Sprintf("writes=%s/changed=%s/impl=qcow2", sizeName(w.size), sizeName(changed)), func(b *testing.B) {
+				overlay := filepath.Join(dir, "overlay.qcow2")
+				var stored int64
+				iter := uint64(0)
+				for b.Loop() {
+					b.StopTimer()
+					iter++
+					r := rand.New(newRand(iter<<8 | uint64(w.size>>10)))
+					offs := distinct(r, disk/w.size, w.count)
+					os.Remove(overlay)
+					run(b, qemuImg, "create", "-q", "-f", "qcow2", "-b", baseQcow, "-F", "qcow2", overlay)
+					size0 := fileSize(b, overlay)
+					b.StartTimer()
+					// One qemu-io per 1024 writes: -c commands run in order.
+					for len(offs) > 0 {
+						k := min(len(offs), 1024)
+						args := []string{"-f", "qcow2"}
+						for i, o := range offs[:k] {
+							args = append(args, "-c", fmt.Sprintf("write -q -P %d %d %d", 1+i%255, o*w.size, w.size))
+						}
+						run(b, qemuIO, append(args, overlay)...)
+						offs = offs[k:]
+					}
+					b.StopTimer()
+					stored += fileSize(b, overlay) - size0
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(stored)/float64(changed*int64(b.N)), "stored/changed")
+			})
+		}
+	})
+}
+
+func run(tb testing.TB, name string, args ...string) {
+	tb.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("%s %s: %v\n%s", name, strings.Join(args[:min(len(args), 6)], " "), err, out)
+	}
+}
+
+func fileSize(tb testing.TB, path string) int64 {
+	tb.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// exportFile exports an image into a new file at path.
+func exportFile(tb testing.TB, e *engine.Engine, id engine.ID, path string, trailer []byte) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 4<<20)
+	if _, err := e.Export(context.Background(), id, w, engine.ExportOptions{Trailer: trailer}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := errors.Join(w.Flush(), f.Close()); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// vhdFooter returns the fixed-VHD footer of an image of size bytes.
+func vhdFooter(tb testing.TB, size int64) []byte {
+	tb.Helper()
+	f, err := vhd.New(size, [16]byte{1, 2, 3}, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p, err := f.MarshalBinary()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkExport streams a volume holding a quarter of its size in random
+// data (4 MiB extents at random places) as a fixed VHD to io.Discard, on
+// the local pack backend, beside cat of the same image as a raw file from
+// the page cache to /dev/null.
+func BenchmarkExport(b *testing.B) {
+	ctx := context.Background()
+	disk := scale(256*MiB, 4*GiB)
+	data := disk / 4
+	b.Run(fmt.Sprintf("disk=%s/data=%s", sizeName(disk), sizeName(data)), func(b *testing.B) {
+		dir := b.TempDir()
+		env := openBenchEnv(b, dir, openLocal(b, filepath.Join(dir, "packs")))
+		vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
+		writeRandomExtents(b, env.e, vol, disk, data, 1)
+		footer := vhdFooter(b, disk)
+
+		b.Run("impl=engine", func(b *testing.B) {
+			env.reset()
+			b.SetBytes(disk + int64(len(footer)))
+			for b.Loop() {
+				n, err := env.e.Export(ctx, vol, io.Discard, engine.ExportOptions{Trailer: footer})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n != disk+int64(len(footer)) {
+					b.Fatalf("Export wrote %d bytes, want %d", n, disk+int64(len(footer)))
+				}
+			}
+			env.reportOps(b)
+		})
+
+		b.Run("impl=cat", func(b *testing.B) {
+			raw := filepath.Join(dir, "disk.raw")
+			exportFile(b, env.e, vol, raw, nil)
+			devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer devNull.Close()
+			cat := func() {
+				cmd := exec.Command("cat", raw)
+				cmd.Stdout = devNull
+				if err := cmd.Run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cat() // into the page cache
+			b.SetBytes(disk)
+			for b.Loop() {
+				cat()
+			}
+		})
+	})
+}
+
+// BenchmarkDurableWrite writes random 64 KiB-aligned data durably, 4 MiB
+// per op: through the engine (on the local pack backend and bolt) and to a
+// plain file with fsync. The engine is measured with 4 MiB WriteAt calls
+// (one commit each) and with 64 KiB WriteAt calls (a commit each); the file
+// with 64 KiB WriteAt calls and an fsync per 4 MiB or per 64 KiB.
+func BenchmarkDurableWrite(b *testing.B) {
+	ctx := context.Background()
+	const disk = GiB
+	const batch = 4 * MiB
+	const block = engine.BlockSize
+	// pool supplies the bytes; a counter stamped in each block keeps every
+	// block unique, so nothing deduplicates.
+	pool := randBytes(newRand(7), 64*MiB)
+	var stamp uint64
+	next := func(r *rand.Rand, n int64) []byte {
+		o := r.Int64N(int64(len(pool))/block-n/block+1) * block
+		p := pool[o : o+n]
+		for i := int64(0); i < n; i += block {
+			stamp++
+			binary.LittleEndian.PutUint64(p[i:], stamp)
+		}
+		return p
+	}
+	b.Run(fmt.Sprintf("disk=%s/impl=engine/write=4MiB", sizeName(disk)), func(b *testing.B) {
+		dir := b.TempDir()
+		env := openBenchEnv(b, dir, openLocal(b, filepath.Join(dir, "packs")))
+		vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
+		r := rand.New(newRand(1))
+		env.reset()
+		b.SetBytes(batch)
+		for b.Loop() {
+			off := r.Int64N((disk-batch)/block+1) * block
+			if err := env.e.WriteAt(ctx, vol, next(r, batch), off); err != nil {
+				b.Fatal(err)
+			}
+		}
+		env.reportOps(b)
+	})
+	b.Run(fmt.Sprintf("disk=%s/impl=engine/write=64KiB", sizeName(disk)), func(b *testing.B) {
+		dir := b.TempDir()
+		env := openBenchEnv(b, dir, openLocal(b, filepath.Join(dir, "packs")))
+		vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
+		r := rand.New(newRand(2))
+		env.reset()
+		b.SetBytes(batch)
+		for b.Loop() {
+			for range batch / block {
+				if err := env.e.WriteAt(ctx, vol, next(r, block), r.Int64N(disk/block)*block); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		env.reportOps(b)
+	})
+	for _, sync := range []int64{batch, block} {
+		b.Run(fmt.Sprintf("disk=%s/impl=file/sync=%s", sizeName(disk), sizeName(sync)), func(b *testing.B) {
+			f, err := os.Create(filepath.Join(b.TempDir(), "disk.raw"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			if err := f.Truncate(disk); err != nil {
+				b.Fatal(err)
+			}
+			r := rand.New(newRand(3))
+			b.SetBytes(batch)
+			for b.Loop() {
+				for i := int64(0); i < batch; i += block {
+					if _, err := f.WriteAt(next(r, block), r.Int64N(disk/block)*block); err != nil {
+						b.Fatal(err)
+					}
+					if (i+block)%sync == 0 {
+						if err := f.Sync(); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// Environment of the child processes BenchmarkExportRSS starts.
+const (
+	childEnv = "DELTADISK_BENCH_CHILD" // "build" or "export"
+	dirEnv   = "DELTADISK_BENCH_DIR"
+	diskEnv  = "DELTADISK_BENCH_DISK"
+	dataEnv  = "DELTADISK_BENCH_DATA"
+	volEnv   = "DELTADISK_BENCH_VOL"
+)
+
+// BenchmarkExportRSS measures the peak resident memory of a process that
+// exports a sparse 1 TiB volume to io.Discard. It re-executes the test
+// binary twice: a child that builds the volume on the local pack backend
+// and bolt in a temp dir, then a child that opens them and exports.
+//
+// Two figures are reported for the export child. maxrss-MiB is its
+// ru_maxrss from wait4 (ProcessState.SysUsage). Go starts children with
+// clone(CLONE_VM|CLONE_VFORK), and at execve Linux folds the high-water RSS
+// of the mm being left (the parent's) into the child's maxrss, so that
+// figure is max(parent's peak, child's peak); scripts/bench.sh runs this
+// benchmark in a go test of its own to keep the parent small.
+// peak-RSS-MiB is the child's own high-water mark (VmHWM of
+// /proc/self/status, read as it exits), which starts afresh at execve.
+func BenchmarkExportRSS(b *testing.B) {
+	disk, data := TiB, scale(16*MiB, GiB)
+	b.Run(fmt.Sprintf("disk=%s/data=%s", sizeName(disk), sizeName(data)), func(b *testing.B) {
+		dir := b.TempDir()
+		env := []string{dirEnv + "=" + dir, diskEnv + "=" + strconv.FormatInt(disk, 10), dataEnv + "=" + strconv.FormatInt(data, 10)}
+		out, _ := runChild(b, "build", env)
+		vol := out["vol"]
+		b.ReportMetric(childFloat(b, out, "hwm_kib")/1024, "build-peak-RSS-MiB")
+		var hwm, maxrss, secs float64
+		for b.Loop() {
+			out, rss := runChild(b, "export", append(env, volEnv+"="+vol))
+			hwm = max(hwm, childFloat(b, out, "hwm_kib")/1024)
+			maxrss = max(maxrss, rss)
+			secs += childFloat(b, out, "seconds")
+		}
+		b.ReportMetric(hwm, "peak-RSS-MiB")
+		b.ReportMetric(maxrss, "maxrss-MiB")
+		b.ReportMetric(secs/float64(b.N), "export-s")
+	})
+}
+
+// runChild runs the test binary as a benchmark child and returns the
+// key=value pairs of its result line and its ru_maxrss in MiB.
+func runChild(b *testing.B, mode string, env []string) (map[string]string, float64) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchChild$", "-test.count=1")
+	cmd.Env = append(append(os.Environ(), childEnv+"="+mode), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("child %s: %v\n%s", mode, err, out)
+	}
+	res := make(map[string]string)
+	for line := range strings.Lines(string(out)) {
+		if rest, ok := strings.CutPrefix(line, "benchchild:"); ok {
+			for _, kv := range strings.Fields(rest) {
+				k, v, _ := strings.Cut(kv, "=")
+				res[k] = v
+			}
+		}
+	}
+	if len(res) == 0 {
+		b.Fatalf("child %s printed no result:\n%s", mode, out)
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		b.Fatalf("child %s: no rusage", mode)
+	}
+	return res, float64(ru.Maxrss) / 1024 // Maxrss is in KiB on Linux
+}
+
+func childFloat(b *testing.B, out map[string]string, key string) float64 {
+	b.Helper()
+	v, err := strconv.ParseFloat(out[key], 64)
+	if err != nil {
+		b.Fatalf("child result %s: %v", key, err)
+	}
+	return v
+}
+
+// highWaterKiB returns this process's peak resident set (VmHWM) in KiB.
+func highWaterKiB(t *testing.T) int64 {
+	t.Helper()
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no VmHWM in /proc/self/status")
+	return 0
+}
+
+// TestBenchChild is the body of BenchmarkExportRSS's child processes; it
+// skips unless DELTADISK_BENCH_CHILD is set.
+func TestBenchChild(t *testing.T) {
+	mode := os.Getenv(childEnv)
+	if mode == "" {
+		t.Skip("runs only as a child of BenchmarkExportRSS")
+	}
+	dir := os.Getenv(dirEnv)
+	disk, err1 := strconv.ParseInt(os.Getenv(diskEnv), 10, 64)
+	data, err2 := strconv.ParseInt(os.Getenv(dataEnv), 10, 64)
+	if err := errors.Join(err1, err2); err != nil || dir == "" {
+		t.Fatalf("bad child environment: %v", err)
+	}
+	ctx := context.Background()
+	env := openBenchEnv(t, dir, openLocal(t, filepath.Join(dir, "packs")))
+	switch mode {
+	case "build":
+		vol := must[engine.ID](t)(env.e.CreateVolume(ctx, disk))
+		writeRandomExtents(t, env.e, vol, disk, data, 1)
+		fmt.Printf("benchchild: vol=%d hwm_kib=%d\n", vol, highWaterKiB(t))
+	case "export":
+		vol, err := strconv.ParseUint(os.Getenv(volEnv), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		footer := vhdFooter(t, disk)
+		start := time.Now()
+		n, err := env.e.Export(ctx, engine.ID(vol), io.Discard, engine.ExportOptions{Trailer: footer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != disk+int64(len(footer)) {
+			t.Fatalf("Export wrote %d bytes, want %d", n, disk+int64(len(footer)))
+		}
+		st := env.backend.Stats()
+		fmt.Printf("benchchild: seconds=%.3f reads=%d readbytes=%d hwm_kib=%d\n",
+			time.Since(start).Seconds(), st.ReadAts, st.ReadBytes, highWaterKiB(t))
+	default:
+		t.Fatalf("unknown child mode %q", mode)
+	}
+}

@@ -1,0 +1,144 @@
+package engine_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/deltadisk/deltadisk/internal/engine"
+	"github.com/deltadisk/deltadisk/internal/vhd"
+)
+
+// TestExportVHD: a snapshot exported as a fixed VHD is the raw image plus a
+// valid footer, and qemu-img reads it as the same disk.
+func TestExportVHD(t *testing.T) {
+	ctx := t.Context()
+	env := newEnv(t)
+	const size = 21 << 20 // not a size whose CHS geometry is exact
+	vol := must[engine.ID](t)(env.e.CreateVolume(ctx, size))
+	data := make([]byte, 3<<20)
+	for i := range data {
+		data[i] = byte(i*31/4096 + 1)
+	}
+	for _, off := range []int64{0, 9 << 20, size - 3<<20} {
+		if err := env.e.WriteAt(ctx, vol, data, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := must[engine.ID](t)(env.e.Snapshot(ctx, vol))
+	// Writes after the snapshot must not show in its export.
+	if err := env.e.WriteAt(ctx, vol, bytes.Repeat([]byte{0xee}, 1<<20), 5<<20); err != nil {
+		t.Fatal(err)
+	}
+	raw := exportRaw(t, env.e, snap)
+	if int64(len(raw)) != size || !bytes.Equal(raw, read(t, env.e, snap, size)) {
+		t.Fatalf("raw export (%d bytes) differs from the snapshot's reads", len(raw))
+	}
+	id := [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	when := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	var buf bytes.Buffer
+	n, err := env.e.Export(ctx, snap, &buf, engine.ExportOptions{VHD: true, UniqueID: id, Time: when})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != size+vhd.FooterSize || int64(buf.Len()) != n {
+		t.Fatalf("VHD export wrote %d bytes (returned %d), want %d", buf.Len(), n, size+vhd.FooterSize)
+	}
+	if !bytes.Equal(buf.Bytes()[:size], raw) {
+		t.Fatalf("VHD export's data differs from the raw export")
+	}
+	f, err := vhd.Parse(buf.Bytes()[size:])
+	if err != nil {
+		t.Fatalf("footer: %v", err)
+	}
+	if f.CurrentSize != size || f.UniqueID != id || !f.Timestamp.Equal(when) {
+		t.Errorf("footer = size %d id %x time %v, want %d %x %v", f.CurrentSize, f.UniqueID, f.Timestamp, size, id, when)
+	}
+
+	qemu, err := exec.LookPath("qemu-img")
+	if err != nil {
+		if os.Getenv("DELTADISK_CI") != "" {
+			t.Fatalf("qemu-img is required in CI: %v", err)
+		}
+		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
+	}
+	dir := t.TempDir()
+	vhdPath, rawPath := filepath.Join(dir, "snap.vhd"), filepath.Join(dir, "snap.raw")
+	if err := os.WriteFile(vhdPath, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rawPath, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(qemu, "info", "--output=json", "-f", "vpc", vhdPath).Output()
+	if err != nil {
+		t.Fatalf("qemu-img info: %v", err)
+	}
+	var info struct {
+		VirtualSize int64 `json:"virtual-size"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.VirtualSize != size {
+		t.Errorf("qemu-img sees virtual size %d, want %d", info.VirtualSize, size)
+	}
+	if out, err := exec.Command(qemu, "compare", "-s", "-f", "vpc", "-F", "raw", vhdPath, rawPath).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img compare: %v: %s", err, out)
+	}
+}
+
+// TestUsage checks the space accounting of a chain against what its writes
+// did.
+func TestUsage(t *testing.T) {
+	ctx := t.Context()
+	env := newEnv(t)
+	e := env.e
+	vol := must[engine.ID](t)(e.CreateVolume(ctx, 8<<20))
+	block := func(b byte) []byte { return bytes.Repeat([]byte{b}, engine.BlockSize) }
+	for i := range 10 { // blocks 0-9
+		if err := e.WriteAt(ctx, vol, block(byte(i+1)), int64(i)*engine.BlockSize); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s1 := must[engine.ID](t)(e.Snapshot(ctx, vol))
+	for i := range 4 { // overwrite blocks 0-3
+		if err := e.WriteAt(ctx, vol, block(byte(100+i)), int64(i)*engine.BlockSize); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2 := must[engine.ID](t)(e.Snapshot(ctx, vol))
+	if err := e.Zero(ctx, vol, 0, engine.BlockSize); err != nil { // clear block 0
+		t.Fatal(err)
+	}
+	const B = engine.BlockSize
+	tests := []struct {
+		id   engine.ID
+		want engine.Usage
+	}{
+		// s1: 10 blocks; s2 overwrote 4 of them, so deleting s1 drops 4.
+		{s1, engine.Usage{Size: 8 << 20, Allocated: 10 * B, Changed: 10 * B, Exclusive: 4 * B}},
+		// s2: changed 4; the head cleared block 0, so deleting s2 drops 1.
+		{s2, engine.Usage{Size: 8 << 20, Allocated: 10 * B, Changed: 4 * B, Exclusive: 1 * B}},
+		// the head: one changed block, and it is zero: nothing to free.
+		{vol, engine.Usage{Size: 8 << 20, Allocated: 9 * B, Changed: 1 * B}},
+	}
+	for _, tc := range tests {
+		got, err := e.Usage(ctx, tc.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := got.ExclusiveStored
+		got.ExclusiveStored = 0
+		if got != tc.want {
+			t.Errorf("Usage(%d) = %+v, want %+v", tc.id, got, tc.want)
+		}
+		if (stored > 0) != (tc.want.Exclusive > 0) || stored > tc.want.Exclusive {
+			t.Errorf("Usage(%d).ExclusiveStored = %d for %d exclusive bytes", tc.id, stored, tc.want.Exclusive)
+		}
+	}
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs deltadisk's whole test suite on a Debian machine with Go, installing
+# first what the tests need (qemu-utils for the VHD cross-checks).
+# In CI mode (DELTADISK_CI=1, set here) a test that skips is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+if ((${#need[@]})); then
+	sudo=""
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+export DELTADISK_CI=1
+
+echo "== gofmt, go vet, staticcheck"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-ed: $unformatted" >&2
+	exit 1
+fi
+go vet ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+echo "== go test -race (fuzz targets on their seed corpus)"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+go test -race -count=1 -v ./... >"$log" 2>&1 || status=$?
+grep -E '^(ok|FAIL|---|panic)|^\s+--- (FAIL|SKIP)' "$log" | grep -v -- '--- PASS' || true
+if grep -qE -- '--- SKIP' "$log"; then
+	echo "skipped tests count as failures:" >&2
+	grep -E -B1 -A3 -- '--- SKIP' "$log" >&2
+	status=1
+fi
+if [ "$status" != 0 ]; then
+	grep -E -A20 -- '--- FAIL' "$log" >&2 || tail -50 "$log" >&2
+	exit "$status"
+fi
+
+echo "== benchmarks, once each"
+go test -run='^$' -bench=. -benchtime=1x ./...
+echo "== all tests passed"
