@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -241,69 +242,143 @@ func distinct(r *rand.Rand, n, k int64) []int64 {
 	return out
 }
 
+// alternate runs fns in turn, once each per b.Loop iteration (rotating
+// which goes first), and returns the median time of each. On a shared
+// machine a commit's fsync ranges from 0.2 to 8 ms from one second to the
+// next; alternating makes every candidate meet the same conditions, and the
+// median discards the stalls, so the ratio of two medians is stable where a
+// ratio of two benchmarks run one after the other is not.
+func alternate(b *testing.B, fns ...func()) []time.Duration {
+	b.Helper()
+	times := make([][]time.Duration, len(fns))
+	for i := 0; b.Loop(); i++ {
+		for j := range fns {
+			k := (i + j) % len(fns)
+			start := time.Now()
+			fns[k]()
+			times[k] = append(times[k], time.Since(start))
+		}
+	}
+	meds := make([]time.Duration, len(fns))
+	for k, ts := range times {
+		slices.Sort(ts)
+		meds[k] = ts[len(ts)/2]
+	}
+	return meds
+}
+
+// ms reports a duration in milliseconds as a metric named name-ms.
+func ms(b *testing.B, d time.Duration, name string) {
+	b.ReportMetric(float64(d)/float64(time.Millisecond), name+"-ms")
+}
+
+// sizedVolume is a volume of a benchmark's fixture.
+type sizedVolume struct {
+	disk int64
+	env  *benchEnv
+	vol  engine.ID
+}
+
 // BenchmarkSnapshot takes snapshots of a sparse volume holding the same
-// data, on a 1 GiB and a 1 TiB volume: the cost must not depend on the size.
-// The first iteration seals the head holding everything written; later ones
-// seal empty heads, at the same metadata operations.
+// data (4 MiB extents spread evenly), 1 GiB and 1 TiB in size: the cost must
+// not depend on the size. The first iteration seals the head holding
+// everything written; later ones seal empty heads, at the same metadata
+// operations. ratio=1TiB:1GiB alternates snapshots of the two volumes and
+// reports the ratio of the median times.
 func BenchmarkSnapshot(b *testing.B) {
 	ctx := context.Background()
 	written := scale(8*MiB, 256*MiB)
+	var vols []sizedVolume
 	for _, disk := range []int64{GiB, TiB} {
-		b.Run(fmt.Sprintf("disk=%s/written=%s", sizeName(disk), sizeName(written)), func(b *testing.B) {
-			env := openBenchEnv(b, b.TempDir(), chunkstest.NewMem())
-			vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
-			writeSpread(b, env.e, vol, disk, written, 1)
-			env.reset()
-			for b.Loop() {
-				if _, err := env.e.Snapshot(ctx, vol); err != nil {
-					b.Fatal(err)
-				}
+		env := openBenchEnv(b, b.TempDir(), chunkstest.NewMem())
+		vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
+		writeSpread(b, env.e, vol, disk, written, 1)
+		vols = append(vols, sizedVolume{disk, env, vol})
+	}
+	snapshot := func(b *testing.B, v sizedVolume) func() {
+		return func() {
+			if _, err := v.env.e.Snapshot(ctx, v.vol); err != nil {
+				b.Fatal(err)
 			}
-			env.reportOps(b)
+		}
+	}
+	for _, v := range vols {
+		b.Run(fmt.Sprintf("disk=%s/written=%s", sizeName(v.disk), sizeName(written)), func(b *testing.B) {
+			v.env.reset()
+			for b.Loop() {
+				snapshot(b, v)()
+			}
+			v.env.reportOps(b)
 		})
 	}
+	b.Run(fmt.Sprintf("ratio=1TiB:1GiB/written=%s", sizeName(written)), func(b *testing.B) {
+		t := alternate(b, snapshot(b, vols[0]), snapshot(b, vols[1]))
+		ms(b, t[0], "1GiB")
+		ms(b, t[1], "1TiB")
+		b.ReportMetric(float64(t[1])/float64(t[0]), "ratio")
+	})
 }
 
 // BenchmarkDiff diffs two snapshots between which 64 MiB changed, on a
 // 1 GiB and a 1 TiB volume that hold the same data: the cost must depend on
-// what changed, not on the size.
+// what changed, not on the size. ratio=1TiB:1GiB alternates the two.
 func BenchmarkDiff(b *testing.B) {
 	ctx := context.Background()
 	written, changed := scale(8*MiB, 256*MiB), scale(4*MiB, 64*MiB)
+	type pair struct {
+		sizedVolume
+		from, to engine.ID
+	}
+	var pairs []pair
 	for _, disk := range []int64{GiB, TiB} {
-		b.Run(fmt.Sprintf("disk=%s/changed=%s", sizeName(disk), sizeName(changed)), func(b *testing.B) {
-			env := openBenchEnv(b, b.TempDir(), chunkstest.NewMem())
-			vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
-			writeSpread(b, env.e, vol, disk, written, 1)
-			from := must[engine.ID](b)(env.e.Snapshot(ctx, vol))
-			writeSpread(b, env.e, vol, disk, changed, 2)
-			to := must[engine.ID](b)(env.e.Snapshot(ctx, vol))
-			env.reset()
-			var exts []engine.Extent
-			for b.Loop() {
-				var err error
-				if exts, err = env.e.Diff(ctx, from, to); err != nil {
-					b.Fatal(err)
-				}
+		env := openBenchEnv(b, b.TempDir(), chunkstest.NewMem())
+		vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
+		writeSpread(b, env.e, vol, disk, written, 1)
+		from := must[engine.ID](b)(env.e.Snapshot(ctx, vol))
+		writeSpread(b, env.e, vol, disk, changed, 2)
+		to := must[engine.ID](b)(env.e.Snapshot(ctx, vol))
+		pairs = append(pairs, pair{sizedVolume{disk, env, vol}, from, to})
+	}
+	diff := func(b *testing.B, p pair) func() {
+		return func() {
+			exts, err := p.env.e.Diff(ctx, p.from, p.to)
+			if err != nil {
+				b.Fatal(err)
 			}
-			env.reportOps(b)
 			var n int64
 			for _, x := range exts {
 				n += x.Length
 			}
-			if n != changed {
-				b.Fatalf("Diff covers %d bytes, want %d", n, changed)
+			if n != changed || len(exts) != int(changed/extentSize) {
+				b.Fatalf("Diff = %d extents of %d bytes in all, want %d of %d", len(exts), n, changed/extentSize, changed)
 			}
-			b.ReportMetric(float64(len(exts)), "extents")
+		}
+	}
+	for _, p := range pairs {
+		b.Run(fmt.Sprintf("disk=%s/changed=%s", sizeName(p.disk), sizeName(changed)), func(b *testing.B) {
+			p.env.reset()
+			for b.Loop() {
+				diff(b, p)()
+			}
+			p.env.reportOps(b)
 		})
 	}
+	b.Run(fmt.Sprintf("ratio=1TiB:1GiB/changed=%s", sizeName(changed)), func(b *testing.B) {
+		t := alternate(b, diff(b, pairs[0]), diff(b, pairs[1]))
+		ms(b, t[0], "1GiB")
+		ms(b, t[1], "1TiB")
+		b.ReportMetric(float64(t[1])/float64(t[0]), "ratio")
+	})
 }
 
 // BenchmarkIncrementalStorage measures what an incremental snapshot stores
-// per byte changed: random writes of 64 KiB (aligned) or 4 KiB to a volume
-// full of random data, then a snapshot. Stored bytes are the pack bytes
-// written plus the growth of bolt's B+tree pages. The same writes go to a
-// qcow2 overlay of the same base (stored bytes: the overlay's growth).
+// per byte changed: writes of 64 KiB (aligned) or 4 KiB at distinct random
+// offsets of a volume full of random data, then a snapshot. stored/changed
+// counts the pack bytes written plus the growth of bolt's B+tree pages;
+// afterGC/changed counts the packs still held after a GC instead of those
+// written (a 4 KiB write to a block written before in the same generation
+// leaves its earlier chunk garbage). The same writes go to a qcow2 overlay
+// of the same base (stored bytes: the overlay file's growth).
 //
 // The engine gets random bytes; qcow2 gets qemu-io's pattern fill, which it
 // stores uncompressed, so its size does not depend on the bytes.
@@ -327,7 +402,7 @@ func BenchmarkIncrementalStorage(b *testing.B) {
 		for _, w := range writes {
 			changed := w.size * w.count
 			b.Run(fmt.Sprintf("writes=%s/changed=%s/impl=engine", sizeName(w.size), sizeName(changed)), func(b *testing.B) {
-				var stored, packs, pages int64
+				var stored, packs, pages, held int64
 				buf := make([]byte, w.size)
 				iter := uint64(0)
 				for b.Loop() {
@@ -336,6 +411,7 @@ func BenchmarkIncrementalStorage(b *testing.B) {
 					r := newRand(iter<<8 | uint64(w.size>>10))
 					offs := distinct(rand.New(r), disk/w.size, w.count)
 					packs0, pages0 := env.backend.Stats().PutBytes, env.metaPages(b)
+					held0 := packBytes(b, env.store)
 					b.StartTimer()
 					for _, o := range offs {
 						r.Read(buf)
@@ -347,14 +423,22 @@ func BenchmarkIncrementalStorage(b *testing.B) {
 						b.Fatal(err)
 					}
 					b.StopTimer()
+					// Blocks written twice in the generation left chunks
+					// that no entry references; GC (no grace period)
+					// deletes the packs holding only those.
+					if _, err := env.e.GC(ctx, engine.GCOptions{CompactBelow: 0.5}); err != nil {
+						b.Fatal(err)
+					}
 					dp, dm := env.backend.Stats().PutBytes-packs0, env.metaPages(b)-pages0
 					packs += dp
 					pages += dm
 					stored += dp + dm
+					held += packBytes(b, env.store) - held0 + dm
 					b.StartTimer()
 				}
 				total := float64(changed * int64(b.N))
 				b.ReportMetric(float64(stored)/total, "stored/changed")
+				b.ReportMetric(float64(held)/total, "afterGC/changed")
 				b.ReportMetric(float64(packs)/total, "packs/changed")
 				b.ReportMetric(float64(pages)/total, "meta/changed")
 			})
@@ -407,6 +491,20 @@ func BenchmarkIncrementalStorage(b *testing.B) {
 	})
 }
 
+// packBytes returns the bytes of all the packs a store holds.
+func packBytes(tb testing.TB, s *chunks.Store) int64 {
+	tb.Helper()
+	var n int64
+	err := s.ListPacks(context.Background(), func(_ string, size int64) error {
+		n += size
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
 func run(tb testing.TB, name string, args ...string) {
 	tb.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -457,7 +555,8 @@ func vhdFooter(tb testing.TB, size int64) []byte {
 // BenchmarkExport streams a volume holding a quarter of its size in random
 // data (4 MiB extents at random places) as a fixed VHD to io.Discard, on
 // the local pack backend, beside cat of the same image as a raw file from
-// the page cache to /dev/null.
+// the page cache to /dev/null. ratio=engine:cat alternates the two and
+// reports the ratio of their median throughputs.
 func BenchmarkExport(b *testing.B) {
 	ctx := context.Background()
 	disk := scale(256*MiB, 4*GiB)
@@ -468,42 +567,53 @@ func BenchmarkExport(b *testing.B) {
 		vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
 		writeRandomExtents(b, env.e, vol, disk, data, 1)
 		footer := vhdFooter(b, disk)
+		export := func() {
+			n, err := env.e.Export(ctx, vol, io.Discard, engine.ExportOptions{Trailer: footer})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n != disk+int64(len(footer)) {
+				b.Fatalf("Export wrote %d bytes, want %d", n, disk+int64(len(footer)))
+			}
+		}
+
+		raw := filepath.Join(dir, "disk.raw")
+		exportFile(b, env.e, vol, raw, nil)
+		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer devNull.Close()
+		cat := func() {
+			cmd := exec.Command("cat", raw)
+			cmd.Stdout = devNull
+			if err := cmd.Run(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cat() // into the page cache
 
 		b.Run("impl=engine", func(b *testing.B) {
 			env.reset()
 			b.SetBytes(disk + int64(len(footer)))
 			for b.Loop() {
-				n, err := env.e.Export(ctx, vol, io.Discard, engine.ExportOptions{Trailer: footer})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if n != disk+int64(len(footer)) {
-					b.Fatalf("Export wrote %d bytes, want %d", n, disk+int64(len(footer)))
-				}
+				export()
 			}
 			env.reportOps(b)
 		})
-
 		b.Run("impl=cat", func(b *testing.B) {
-			raw := filepath.Join(dir, "disk.raw")
-			exportFile(b, env.e, vol, raw, nil)
-			devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer devNull.Close()
-			cat := func() {
-				cmd := exec.Command("cat", raw)
-				cmd.Stdout = devNull
-				if err := cmd.Run(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cat() // into the page cache
 			b.SetBytes(disk)
 			for b.Loop() {
 				cat()
 			}
+		})
+		b.Run("ratio=engine:cat", func(b *testing.B) {
+			t := alternate(b, export, cat)
+			mbps := func(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() / 1e6 }
+			e, c := mbps(disk+int64(len(footer)), t[0]), mbps(disk, t[1])
+			b.ReportMetric(e, "engine-MB/s")
+			b.ReportMetric(c, "cat-MB/s")
+			b.ReportMetric(e/c, "ratio")
 		})
 	})
 }
@@ -513,6 +623,8 @@ func BenchmarkExport(b *testing.B) {
 // plain file with fsync. The engine is measured with 4 MiB WriteAt calls
 // (one commit each) and with 64 KiB WriteAt calls (a commit each); the file
 // with 64 KiB WriteAt calls and an fsync per 4 MiB or per 64 KiB.
+// compare alternates the four and reports each one's median throughput and
+// the engine's ratio to the file at the same durability granularity.
 func BenchmarkDurableWrite(b *testing.B) {
 	ctx := context.Background()
 	const disk = GiB
@@ -531,63 +643,93 @@ func BenchmarkDurableWrite(b *testing.B) {
 		}
 		return p
 	}
-	b.Run(fmt.Sprintf("disk=%s/impl=engine/write=4MiB", sizeName(disk)), func(b *testing.B) {
+
+	type engineCase struct {
+		write int64
+		env   *benchEnv
+		vol   engine.ID
+		r     *rand.Rand
+	}
+	var engines []*engineCase
+	for i, write := range []int64{batch, block} {
 		dir := b.TempDir()
 		env := openBenchEnv(b, dir, openLocal(b, filepath.Join(dir, "packs")))
 		vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
-		r := rand.New(newRand(1))
-		env.reset()
-		b.SetBytes(batch)
-		for b.Loop() {
-			off := r.Int64N((disk-batch)/block+1) * block
-			if err := env.e.WriteAt(ctx, vol, next(r, batch), off); err != nil {
-				b.Fatal(err)
-			}
-		}
-		env.reportOps(b)
-	})
-	b.Run(fmt.Sprintf("disk=%s/impl=engine/write=64KiB", sizeName(disk)), func(b *testing.B) {
-		dir := b.TempDir()
-		env := openBenchEnv(b, dir, openLocal(b, filepath.Join(dir, "packs")))
-		vol := must[engine.ID](b)(env.e.CreateVolume(ctx, disk))
-		r := rand.New(newRand(2))
-		env.reset()
-		b.SetBytes(batch)
-		for b.Loop() {
-			for range batch / block {
-				if err := env.e.WriteAt(ctx, vol, next(r, block), r.Int64N(disk/block)*block); err != nil {
+		engines = append(engines, &engineCase{write, env, vol, rand.New(newRand(uint64(i + 1)))})
+	}
+	engineOp := func(b *testing.B, c *engineCase) func() {
+		return func() {
+			for range batch / c.write {
+				off := c.r.Int64N((disk-c.write)/block+1) * block
+				if err := c.env.e.WriteAt(ctx, c.vol, next(c.r, c.write), off); err != nil {
 					b.Fatal(err)
 				}
 			}
 		}
-		env.reportOps(b)
-	})
-	for _, sync := range []int64{batch, block} {
-		b.Run(fmt.Sprintf("disk=%s/impl=file/sync=%s", sizeName(disk), sizeName(sync)), func(b *testing.B) {
-			f, err := os.Create(filepath.Join(b.TempDir(), "disk.raw"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer f.Close()
-			if err := f.Truncate(disk); err != nil {
-				b.Fatal(err)
-			}
-			r := rand.New(newRand(3))
-			b.SetBytes(batch)
-			for b.Loop() {
-				for i := int64(0); i < batch; i += block {
-					if _, err := f.WriteAt(next(r, block), r.Int64N(disk/block)*block); err != nil {
+	}
+
+	type fileCase struct {
+		sync int64
+		f    *os.File
+		r    *rand.Rand
+	}
+	var files []*fileCase
+	for i, sync := range []int64{batch, block} {
+		f, err := os.Create(filepath.Join(b.TempDir(), "disk.raw"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := f.Truncate(disk); err != nil {
+			b.Fatal(err)
+		}
+		files = append(files, &fileCase{sync, f, rand.New(newRand(uint64(i + 10)))})
+	}
+	fileOp := func(b *testing.B, c *fileCase) func() {
+		return func() {
+			for i := int64(0); i < batch; i += block {
+				if _, err := c.f.WriteAt(next(c.r, block), c.r.Int64N(disk/block)*block); err != nil {
+					b.Fatal(err)
+				}
+				if (i+block)%c.sync == 0 {
+					if err := c.f.Sync(); err != nil {
 						b.Fatal(err)
-					}
-					if (i+block)%sync == 0 {
-						if err := f.Sync(); err != nil {
-							b.Fatal(err)
-						}
 					}
 				}
 			}
+		}
+	}
+
+	for _, c := range engines {
+		b.Run(fmt.Sprintf("disk=%s/impl=engine/write=%s", sizeName(disk), sizeName(c.write)), func(b *testing.B) {
+			c.env.reset()
+			b.SetBytes(batch)
+			op := engineOp(b, c)
+			for b.Loop() {
+				op()
+			}
+			c.env.reportOps(b)
 		})
 	}
+	for _, c := range files {
+		b.Run(fmt.Sprintf("disk=%s/impl=file/sync=%s", sizeName(disk), sizeName(c.sync)), func(b *testing.B) {
+			b.SetBytes(batch)
+			op := fileOp(b, c)
+			for b.Loop() {
+				op()
+			}
+		})
+	}
+	b.Run(fmt.Sprintf("disk=%s/compare", sizeName(disk)), func(b *testing.B) {
+		t := alternate(b, engineOp(b, engines[0]), fileOp(b, files[0]), engineOp(b, engines[1]), fileOp(b, files[1]))
+		mbps := func(d time.Duration) float64 { return float64(batch) / d.Seconds() / 1e6 }
+		b.ReportMetric(mbps(t[0]), "engine-4MiB-MB/s")
+		b.ReportMetric(mbps(t[1]), "file-sync4MiB-MB/s")
+		b.ReportMetric(mbps(t[2]), "engine-64KiB-MB/s")
+		b.ReportMetric(mbps(t[3]), "file-sync64KiB-MB/s")
+		b.ReportMetric(float64(t[1])/float64(t[0]), "ratio-4MiB")
+		b.ReportMetric(float64(t[3])/float64(t[2]), "ratio-64KiB")
+	})
 }
 
 // Environment of the child processes BenchmarkExportRSS starts.

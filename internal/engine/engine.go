@@ -143,6 +143,18 @@ func (e *Engine) checkFormat(ctx context.Context) error {
 	return e.meta.Update(ctx, func(tx meta.Tx) error {
 		b, err := tx.Get(formatKey)
 		if errors.Is(err, meta.ErrNotFound) {
+			// Only an empty store is new: keys without a format record
+			// mean a damaged or foreign store, which must not be adopted.
+			empty := true
+			if err := tx.Scan(nil, nil, func(k, _ []byte) error {
+				empty = false
+				return errStop
+			}); err != nil && !errors.Is(err, errStop) {
+				return err
+			}
+			if !empty {
+				return fmt.Errorf("%w: the metadata store holds data but no format record; it is damaged or not a deltadisk store", ErrFormat)
+			}
 			return putJSON(tx, formatKey, currentFormat)
 		}
 		if err != nil {

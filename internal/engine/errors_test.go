@@ -200,3 +200,21 @@ func TestDeleteUnderClones(t *testing.T) {
 		t.Errorf("after deleting every image: %+v, want an empty store", rep)
 	}
 }
+
+// TestForeignStore: a metadata store with keys but no format record is
+// refused rather than adopted.
+func TestForeignStore(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	b := openBolt(t, dir)
+	defer b.Close()
+	if err := b.Update(ctx, func(tx meta.Tx) error { return tx.Put([]byte("x"), []byte("y")) }); err != nil {
+		t.Fatal(err)
+	}
+	cfg := engine.DefaultConfig()
+	cfg.Meta = b
+	cfg.Chunks = newEnv(t).store
+	if _, err := engine.Open(ctx, cfg); !errors.Is(err, engine.ErrFormat) {
+		t.Fatalf("Open of a foreign store = %v, want ErrFormat", err)
+	}
+}

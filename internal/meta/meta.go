@@ -34,20 +34,24 @@ type Store interface {
 	Close() error
 }
 
-// Tx is valid only inside the View or Update call that created it; keys and
-// values it returns must not be retained or modified after fn returns (copy
-// them). A Tx sees its own writes. A Tx is not safe for concurrent use.
+// Tx is valid only inside the View or Update call that created it. A Tx sees
+// its own writes. A Tx is not safe for concurrent use. Keys are 1 to 32768
+// bytes.
 type Tx interface {
-	// Get returns the value stored at key, or ErrNotFound.
+	// Get returns the value stored at key, or ErrNotFound. The caller owns
+	// the returned slice.
 	Get(key []byte) ([]byte, error)
 	// Put stores value at key, replacing any previous value. An empty value
-	// is allowed and distinct from an absent key.
+	// is allowed and distinct from an absent key. Put does not retain the
+	// caller's slices.
 	Put(key, value []byte) error
 	// Delete removes key; deleting an absent key is not an error.
 	Delete(key []byte) error
 	// Scan calls fn for each key in [start, end) in ascending order, in the
 	// caller's goroutine; a nil end means no upper bound. It stops at the
-	// first error fn returns and returns it. fn must not modify the store
-	// through tx while scanning; collect keys and change them afterwards.
+	// first error fn returns and returns it, or early with the context's
+	// error. The key and value passed to fn are read-only and valid only
+	// during that call. fn must not modify the store through tx while
+	// scanning; collect keys and change them afterwards.
 	Scan(start, end []byte, fn func(key, value []byte) error) error
 }

@@ -2,14 +2,15 @@
 // metadata store of a single-node deltadisk.
 //
 // All keys live in one bucket and every commit is fsynced before Update
-// returns. The file is locked while open, so a second process gets
-// [ErrLocked] naming the file instead of waiting forever. A damaged file
-// (not bbolt, truncated, or a bad page met inside a transaction) gives
-// [ErrCorrupt] naming the file, never a crash; once a bad page has been met
-// the Store refuses writes until it is reopened.
+// returns. Keys are 1 to 32768 bytes (bbolt's limits). The file is locked
+// while open, so a second process gets [ErrLocked] naming the file instead
+// of waiting forever. A damaged file (not bbolt, truncated, or a bad page
+// met inside a transaction) gives [ErrCorrupt] naming the file rather than a
+// crash; once a bad page has been met the Store refuses writes until it is
+// reopened.
 //
 // Keys and values that Scan passes to its callback point into the read-only
-// memory map: writing to them crashes the process. Get returns a copy.
+// memory map: writing to them panics. Get returns a copy the caller owns.
 package bolt
 
 import (
@@ -35,7 +36,8 @@ var (
 	// Store in this one, holds the file.
 	ErrLocked = errors.New("bolt: file locked by another process")
 	// ErrCorrupt is returned when the file is not a bbolt database, is
-	// truncated, or a transaction meets a damaged page.
+	// truncated, or a transaction meets a damaged page; from then on Update
+	// returns it too.
 	ErrCorrupt = errors.New("bolt: file corrupt")
 )
 
@@ -96,7 +98,9 @@ func (c Config) Validate() error {
 
 // Store is a [meta.Store] on one bbolt file. It is safe for concurrent use.
 // Update transactions run one at a time; View transactions run alongside
-// them and each other.
+// them and each other. Keep Views short all the same: a commit that grows
+// the file past [Config.InitialMmapSize] waits for every open View, and new
+// Views queue behind it.
 type Store struct {
 	db     *bbolt.DB
 	path   string
@@ -111,7 +115,8 @@ type Store struct {
 var _ meta.Store = (*Store)(nil)
 
 // Open opens or creates the database file cfg.Path and locks it until
-// [Store.Close].
+// [Store.Close]. A file another Store holds gives [ErrLocked] after
+// cfg.Timeout; a damaged one gives [ErrCorrupt].
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -121,14 +126,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	info, err := os.Stat(cfg.Path)
 	created := errors.Is(err, fs.ErrNotExist)
-	// bbolt reports a file too short for its two meta pages with an error
-	// that has no sentinel. (An empty file it takes for a new one.)
-	if err == nil && info.Size() > 0 && info.Size() < 2*int64(os.Getpagesize()) {
-		return nil, fmt.Errorf("%w: %s: file is %d bytes, shorter than two pages",
-			ErrCorrupt, cfg.Path, info.Size())
+	if err == nil && info.Size() > 0 { // bbolt takes an empty file for a new one
+		if err := checkSize(cfg, info.Size()); err != nil {
+			return nil, err
+		}
 	}
-
-	db, err := openDB(cfg)
+	db, err := openDB(cfg, false)
 	if err != nil {
 		return nil, err
 	}
@@ -151,12 +154,38 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// checkSize checks that the file holds every page its meta page counts.
+// bbolt never reads past that mark, so this finds a truncated file before
+// anything faults on it. It opens the file read-only, which reads the meta
+// pages only; a read-write open would first load the freelist, often the
+// last page, and a fault inside bbolt.Open leaks a mapping that holds the
+// file lock until the process exits.
+func checkSize(cfg Config, size int64) error {
+	// Shorter than this, bbolt says only "file size too small".
+	if size < 2*int64(os.Getpagesize()) {
+		return fmt.Errorf("%w: %s: file is %d bytes, shorter than two pages", ErrCorrupt, cfg.Path, size)
+	}
+	db, err := openDB(cfg, true)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bbolt.Tx) error {
+		if need := tx.Size(); size < need {
+			return fmt.Errorf("%w: %s: file is %d bytes, its pages end at %d (truncated)",
+				ErrCorrupt, cfg.Path, size, need)
+		}
+		return nil
+	})
+}
+
 // openDB calls bbolt.Open, turning its panics and memory faults on a damaged
 // file into ErrCorrupt.
-func openDB(cfg Config) (db *bbolt.DB, err error) {
+func openDB(cfg Config, readOnly bool) (db *bbolt.DB, err error) {
 	var file *os.File
 	opts := &bbolt.Options{
 		Timeout:         cfg.Timeout,
+		ReadOnly:        readOnly,
 		FreelistType:    bbolt.FreelistMapType,
 		InitialMmapSize: cfg.InitialMmapSize,
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
@@ -165,14 +194,14 @@ func openDB(cfg Config) (db *bbolt.DB, err error) {
 			return f, err
 		},
 	}
-	// A truncated file can make bbolt read mapped pages past the end of the
-	// file while loading the freelist, which is SIGBUS; turn it into a panic.
+	// A damaged freelist page can make bbolt.Open read past the mapped file
+	// (SIGBUS or SIGSEGV); turn that into a panic to recover.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
+			// The mapping, if bbolt made it, leaks with the DB it did not
+			// return, and keeps the file locked until the process exits.
 			if file != nil {
-				// Releases the lock. The mapping, if made, leaks: bbolt
-				// did not return the DB that owns it.
 				_ = file.Close()
 			}
 			db, err = nil, fmt.Errorf("%w: %s: %s", ErrCorrupt, cfg.Path, panicReason(r))
@@ -194,21 +223,10 @@ func openDB(cfg Config) (db *bbolt.DB, err error) {
 	}
 }
 
-// init checks that the file holds every page its meta page counts, and
-// creates the bucket on first open.
+// init creates the bucket on first open.
 func (s *Store) init() error {
-	info, err := os.Stat(s.path)
-	if err != nil {
-		return fmt.Errorf("bolt: %w", err)
-	}
 	var hasBucket bool
-	err = s.run(false, func(tx *bbolt.Tx) error {
-		// bbolt never reads past its high-water mark, so this finds any
-		// truncation before a transaction faults on it.
-		if need := tx.Size(); info.Size() < need {
-			return fmt.Errorf("%w: %s: file is %d bytes, its pages end at %d (truncated)",
-				ErrCorrupt, s.path, info.Size(), need)
-		}
+	err := s.run(false, func(tx *bbolt.Tx) error {
 		hasBucket = tx.Bucket(bucket) != nil
 		return nil
 	})

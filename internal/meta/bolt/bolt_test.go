@@ -70,14 +70,17 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := bolt.DefaultConfig()
-			cfg.Path = "meta.db"
+			cfg := testConfig(t)
 			tc.change(&cfg)
 			if err := cfg.Validate(); (err == nil) != tc.ok {
 				t.Errorf("Validate(%+v) = %v, want ok %t", cfg, err, tc.ok)
 			}
-			if _, err := bolt.Open(t.Context(), cfg); !tc.ok && err == nil {
-				t.Errorf("Open(%+v) = nil error for an invalid config", cfg)
+			s, err := bolt.Open(t.Context(), cfg)
+			if err == nil {
+				s.Close()
+			}
+			if (err == nil) != tc.ok {
+				t.Errorf("Open(%+v) = %v, want ok %t", cfg, err, tc.ok)
 			}
 		})
 	}
@@ -164,7 +167,6 @@ func readAll(t *testing.T, cfg bolt.Config) (*bolt.Store, error) {
 }
 
 func wantCorrupt(t *testing.T, err error, path string) {
-	t.Log("DEBUG", err)
 	t.Helper()
 	if !errors.Is(err, bolt.ErrCorrupt) || !strings.Contains(err.Error(), path) {
 		t.Errorf("got error %v, want ErrCorrupt naming %s", err, path)
@@ -172,7 +174,7 @@ func wantCorrupt(t *testing.T, err error, path string) {
 }
 
 func TestOpenTruncated(t *testing.T) {
-	for _, size := range []int64{100, 4096, 5000, 8192, 64 << 10, 256 << 10} {
+	for _, size := range []int64{100, 4096, 5000, 8192, 64 << 10, 512 << 10} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			cfg := writeStore(t, 5000)
 			if err := os.Truncate(cfg.Path, size); err != nil {
