@@ -21,8 +21,8 @@ const (
 	recordHeaderSize = 48
 
 	// maxPackLen bounds the length a pack header may claim, so a damaged
-	// header cannot make a reader allocate without limit. Packs are at most
-	// maxPackSizeLimit plus one oversized record.
+	// header cannot make a reader allocate without limit. A pack is at most
+	// maxPackSizeLimit, or holds one record of at most MaxChunkSize.
 	maxPackLen = 1 << 31
 )
 
@@ -205,15 +205,18 @@ func parsePack(name string, p []byte) ([]record, error) {
 	return recs, nil
 }
 
-// decodeS2 decodes an s2 block into dst if it is large enough. The length
-// limit keeps a damaged block from making it allocate without bound.
-func decodeS2(dst, stored []byte) ([]byte, error) {
+// decodeS2 decodes an s2 block into dst if it is large enough. want is the
+// plaintext length if known, else -1. The length checks come before the
+// decoder allocates, so a damaged block cannot make it allocate much.
+func decodeS2(dst, stored []byte, want int) ([]byte, error) {
 	n, err := s2.DecodedLen(stored)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("s2: %w", err)
-	}
-	if n > MaxChunkSize {
+	case n > MaxChunkSize:
 		return nil, fmt.Errorf("s2: length %d over the limit", n)
+	case want >= 0 && n != want:
+		return nil, fmt.Errorf("s2: length %d, record says %d", n, want)
 	}
 	out, err := s2.Decode(dst[:cap(dst)], stored)
 	if err != nil {

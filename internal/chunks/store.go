@@ -337,7 +337,7 @@ func (s *Store) Get(ctx context.Context, ref Ref, loc Location, dst []byte) ([]b
 	if err := s.readAt(ctx, ref, loc, stored); err != nil {
 		return nil, err
 	}
-	out, err := decodeS2(dst, stored)
+	out, err := decodeS2(dst, stored, -1)
 	if err == nil {
 		err = verify(ref, out)
 	}
@@ -412,12 +412,9 @@ func (s *Store) ReadPack(ctx context.Context, name string, fn func(ref Ref, loc 
 		data := stored
 		var err error
 		if r.codec == CodecS2 {
-			if data, err = decodeS2(buf, stored); err == nil {
+			if data, err = decodeS2(buf, stored, r.raw); err == nil {
 				buf = data
 			}
-		}
-		if err == nil && len(data) != r.raw {
-			err = fmt.Errorf("decoded %d bytes, record says %d", len(data), r.raw)
 		}
 		if err == nil {
 			err = verify(r.ref, data)

@@ -60,8 +60,10 @@ type Fault struct {
 	Corrupt func(p []byte, off int64)
 }
 
-// FaultyBackend wraps a Backend and injects Faults. The first Fault that
-// fires on a call decides its outcome. It is safe for concurrent use.
+// FaultyBackend wraps a Backend and injects Faults. Faults are tried in the
+// order they were added; the first that fires on a call decides its outcome,
+// and the faults after it do not count the call. It is safe for concurrent
+// use.
 type FaultyBackend struct {
 	chunks.Backend
 	mu     sync.Mutex
@@ -102,25 +104,21 @@ func (f *FaultyBackend) Fired() int {
 func (f *FaultyBackend) fault(op Op, name string) *Fault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var fire *Fault
 	for _, ft := range f.faults {
 		if ft.Op != op || ft.Match != nil && !ft.Match(name) {
 			continue
 		}
 		ft.seen++
-		if fire == nil && ft.seen > ft.Skip && (ft.Times == 0 || ft.seen <= ft.Skip+ft.Times) {
-			fire = &ft.Fault
+		if ft.seen > ft.Skip && (ft.Times == 0 || ft.seen <= ft.Skip+ft.Times) {
+			f.fired++
+			return &ft.Fault
 		}
 	}
-	if fire != nil {
-		f.fired++
-	}
-	return fire
+	return nil
 }
 
-// call runs do under the fault for (op, name), if any.
-func (f *FaultyBackend) call(op Op, name string, do func() error) error {
-	ft := f.fault(op, name)
+// call runs do as the fault ft (nil: none) says.
+func call(ft *Fault, do func() error) error {
 	switch {
 	case ft == nil || ft.Err == nil:
 		return do()
@@ -134,45 +132,28 @@ func (f *FaultyBackend) call(op Op, name string, do func() error) error {
 
 func (f *FaultyBackend) Put(ctx context.Context, name string, data []byte) error {
 	ft := f.fault(OpPut, name)
-	switch {
-	case ft == nil:
-	case ft.Err != nil && !ft.AfterCall:
-		return ft.Err
-	case ft.Err == nil && ft.Corrupt != nil:
+	if ft != nil && ft.Err == nil && ft.Corrupt != nil {
 		data = slices.Clone(data)
 		ft.Corrupt(data, 0)
 	}
-	if err := f.Backend.Put(ctx, name, data); err != nil {
-		return err
-	}
-	if ft != nil && ft.Err != nil {
-		return ft.Err
-	}
-	return nil
+	return call(ft, func() error { return f.Backend.Put(ctx, name, data) })
 }
 
 func (f *FaultyBackend) ReadAt(ctx context.Context, name string, p []byte, off int64) error {
 	ft := f.fault(OpReadAt, name)
-	if ft != nil && ft.Err != nil && !ft.AfterCall {
-		return ft.Err
-	}
-	if err := f.Backend.ReadAt(ctx, name, p, off); err != nil {
+	return call(ft, func() error {
+		err := f.Backend.ReadAt(ctx, name, p, off)
+		if err == nil && ft != nil && ft.Err == nil && ft.Corrupt != nil {
+			ft.Corrupt(p, off)
+		}
 		return err
-	}
-	switch {
-	case ft == nil:
-	case ft.Err != nil:
-		return ft.Err
-	case ft.Corrupt != nil:
-		ft.Corrupt(p, off)
-	}
-	return nil
+	})
 }
 
 func (f *FaultyBackend) Delete(ctx context.Context, name string) error {
-	return f.call(OpDelete, name, func() error { return f.Backend.Delete(ctx, name) })
+	return call(f.fault(OpDelete, name), func() error { return f.Backend.Delete(ctx, name) })
 }
 
 func (f *FaultyBackend) List(ctx context.Context, prefix string, fn func(name string, size int64) error) error {
-	return f.call(OpList, prefix, func() error { return f.Backend.List(ctx, prefix, fn) })
+	return call(f.fault(OpList, prefix), func() error { return f.Backend.List(ctx, prefix, fn) })
 }

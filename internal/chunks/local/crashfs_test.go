@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -210,24 +211,16 @@ func (c *crashFS) ReadDir(name string) ([]fs.DirEntry, error) {
 
 func (c *crashFS) SyncDir(name string) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	d, err := c.lookup("syncdir", name)
-	if err != nil {
-		return err
+	if err == nil && !d.dir {
+		err = pathErr("syncdir", name, syscall.ENOTDIR)
 	}
-	if !d.dir {
-		return pathErr("syncdir", name, syscall.ENOTDIR)
+	if err == nil {
+		d.dents = maps.Clone(d.ents)
 	}
-	d.dents = maps(d.ents)
-	return nil
-}
-
-func maps(m map[string]*node) map[string]*node {
-	c := make(map[string]*node, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
+	c.mu.Unlock()
+	c.changed()
+	return err
 }
 
 type crashFile struct {

@@ -45,6 +45,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DefaultConfig returns the defaults; the caller sets Dir.
+func DefaultConfig() Config { return Config{TempMaxAge: time.Hour} }
+
 // Validate reports whether c can open a Backend.
 func (c Config) Validate() error {
 	if c.Dir == "" {

@@ -1,0 +1,9 @@
+package chunks
+
+// PendingPuts returns how many Puts wait for the next batch, so a test can
+// queue a known number deterministically.
+func PendingPuts(s *Store) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
