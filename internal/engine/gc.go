@@ -19,20 +19,28 @@ type GCOptions struct {
 	// CompactBelow rewrites packs whose live bytes are below this fraction
 	// of their size; 0 disables compaction.
 	CompactBelow float64
+	// MergeBelow rewrites packs smaller than this many bytes together, so
+	// that a stream of small writes does not leave a pack per write; 0
+	// disables merging.
+	MergeBelow int64
 }
 
 // DefaultGCOptions returns the options the server uses.
 func DefaultGCOptions() GCOptions {
-	return GCOptions{Grace: 15 * time.Minute, CompactBelow: 0.5}
+	return GCOptions{Grace: 15 * time.Minute, CompactBelow: 0.5, MergeBelow: 4 << 20}
 }
 
 // GCStats reports what a collection did.
 type GCStats struct {
 	ChunksFreed    int
 	PacksDeleted   int
+	// PacksCompacted counts packs rewritten, sparse or small.
 	PacksCompacted int
 	BytesFreed     int64
 }
+
+// compactGroupBytes bounds the live bytes one compaction holds in memory.
+const compactGroupBytes = 64 << 20
 
 // GC removes chunks no block references, deletes packs that hold no indexed
 // chunk, and compacts packs that are mostly garbage. It runs beside writes.
@@ -70,7 +78,7 @@ func (e *Engine) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 		return st, err
 	}
 	now := e.now()
-	var dead, sparse []string
+	var dead, rewrite, small []string
 	sizes := make(map[string]int64)
 	err = e.chunks.ListPacks(ctx, func(name string, size int64) error {
 		t, ok := chunks.PackTime(name)
@@ -82,7 +90,9 @@ func (e *Engine) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 		case n == 0:
 			dead = append(dead, name)
 		case opts.CompactBelow > 0 && float64(n) < opts.CompactBelow*float64(size):
-			sparse = append(sparse, name)
+			rewrite = append(rewrite, name)
+		case size < opts.MergeBelow:
+			small = append(small, name)
 		}
 		return nil
 	})
@@ -96,12 +106,25 @@ func (e *Engine) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 		st.PacksDeleted++
 		st.BytesFreed += sizes[name]
 	}
-	for _, name := range sparse {
-		if err := e.compact(ctx, name, members[name]); err != nil {
-			return st, fmt.Errorf("compacting pack %s: %w", name, err)
+	if len(small) > 1 { // one small pack alone gains nothing from a rewrite
+		rewrite = append(rewrite, small...)
+	}
+	// Rewrite in groups of bounded live size, each into fresh packs.
+	for len(rewrite) > 0 {
+		var group []string
+		var bytes int64
+		for len(rewrite) > 0 && (len(group) == 0 || bytes+live[rewrite[0]] <= compactGroupBytes) {
+			group = append(group, rewrite[0])
+			bytes += live[rewrite[0]]
+			rewrite = rewrite[1:]
 		}
-		st.PacksCompacted++
-		st.BytesFreed += sizes[name] - live[name]
+		if err := e.compact(ctx, group, members); err != nil {
+			return st, fmt.Errorf("compacting packs %v: %w", group, err)
+		}
+		for _, name := range group {
+			st.PacksCompacted++
+			st.BytesFreed += sizes[name] - live[name]
+		}
 	}
 	if st.ChunksFreed+st.PacksDeleted+st.PacksCompacted > 0 {
 		e.log.Info("gc", "chunks_freed", st.ChunksFreed, "packs_deleted", st.PacksDeleted,
@@ -161,26 +184,32 @@ func (e *Engine) dropUnreferenced(ctx context.Context) (int, error) {
 	}
 }
 
-// compact rewrites a pack's live chunks into new packs, points the index
-// at them, and deletes the old pack. Readers that planned a read from the
-// old pack re-plan when they find it gone.
-func (e *Engine) compact(ctx context.Context, pack string, refs []chunks.Ref) error {
+// compact rewrites the live chunks of packs into new packs, points the
+// index at them, and deletes the old packs. Readers that planned a read
+// from an old pack re-plan when they find it gone.
+func (e *Engine) compact(ctx context.Context, packs []string, members map[string][]chunks.Ref) error {
+	old := make(map[string]bool, len(packs))
+	for _, p := range packs {
+		old[p] = true
+	}
 	var moved []chunks.Chunk
-	var old []chunks.Location
+	var from []chunks.Location
 	err := e.meta.View(ctx, func(tx meta.Tx) error {
-		moved, old = moved[:0], old[:0]
-		for _, ref := range refs {
-			ce, ok, err := getChunk(tx, ref)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue
-			}
-			for _, loc := range ce.Locations {
-				if loc.Zone == 0 && loc.Pack == pack {
-					moved = append(moved, chunks.Chunk{Ref: ref})
-					old = append(old, loc.Location)
+		moved, from = moved[:0], from[:0]
+		for _, p := range packs {
+			for _, ref := range members[p] {
+				ce, ok, err := getChunk(tx, ref)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+				for _, loc := range ce.Locations {
+					if loc.Zone == 0 && loc.Pack == p {
+						moved = append(moved, chunks.Chunk{Ref: ref})
+						from = append(from, loc.Location)
+					}
 				}
 			}
 		}
@@ -190,7 +219,7 @@ func (e *Engine) compact(ctx context.Context, pack string, refs []chunks.Ref) er
 		return err
 	}
 	for i := range moved {
-		data, err := e.chunks.Get(ctx, moved[i].Ref, old[i], nil)
+		data, err := e.chunks.Get(ctx, moved[i].Ref, from[i], nil)
 		if err != nil {
 			return err
 		}
@@ -212,7 +241,7 @@ func (e *Engine) compact(ctx context.Context, pack string, refs []chunks.Ref) er
 				continue
 			}
 			for j := range ce.Locations {
-				if ce.Locations[j].Zone == 0 && ce.Locations[j].Pack == pack {
+				if ce.Locations[j].Zone == 0 && old[ce.Locations[j].Pack] {
 					ce.Locations[j].Location = locs[i]
 				}
 			}
@@ -225,8 +254,13 @@ func (e *Engine) compact(ctx context.Context, pack string, refs []chunks.Ref) er
 	if err != nil {
 		return err
 	}
-	// No entry can come to point into the pack after GC listed its
-	// members: new entries point at fresh packs, and the pack is older
+	// No entry can come to point into these packs after GC listed their
+	// members: new entries point at fresh packs, and the packs are older
 	// than the grace period that bounds a write in flight.
-	return e.chunks.DeletePack(ctx, pack)
+	for _, p := range packs {
+		if err := e.chunks.DeletePack(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
