@@ -32,8 +32,8 @@ func DefaultGCOptions() GCOptions {
 
 // GCStats reports what a collection did.
 type GCStats struct {
-	ChunksFreed    int
-	PacksDeleted   int
+	ChunksFreed  int
+	PacksDeleted int
 	// PacksCompacted counts packs rewritten, sparse or small.
 	PacksCompacted int
 	BytesFreed     int64
