@@ -118,6 +118,49 @@ func (e *Engine) Clone(ctx context.Context, src ID, size int64) (ID, error) {
 	return id, err
 }
 
+// Freeze makes an independent snapshot of src (a snapshot, or a volume as
+// it is now) in a lineage of its own: a full snapshot, which no later change
+// or deletion of its source affects and which shares no lineage (hence no
+// diff) with it. It copies nothing.
+func (e *Engine) Freeze(ctx context.Context, src ID) (ID, error) {
+	var id ID
+	err := e.meta.Update(ctx, func(tx meta.Tx) error {
+		v, err := openView(tx, src)
+		if err != nil {
+			return err
+		}
+		g := v.gen
+		if v.kind == KindVolume {
+			if g, err = sealHead(tx, v.lin, v.rec); err != nil {
+				return err
+			}
+		} else if err := addGenRef(tx, v.lin, g); err != nil {
+			return err
+		}
+		lid, err := nextID(tx)
+		if err != nil {
+			return err
+		}
+		l := LineageID(lid)
+		// Generation 1 is sealed at once and read through to the source;
+		// the lineage has no volume, so it lives as long as the snapshot.
+		rec := lineageRecord{Head: 2, Size: v.size, Base: v.lin, BaseGen: g, BaseSize: v.size}
+		if err := putJSON(tx, lineageKey(l), rec); err != nil {
+			return err
+		}
+		if err := putGenRefs(tx, l, 1, 1); err != nil {
+			return err
+		}
+		sid, err := nextID(tx)
+		if err != nil {
+			return err
+		}
+		id = ID(sid)
+		return putJSON(tx, imageKey(id), imageRecord{Kind: KindSnapshot, Lineage: l, Gen: 1, Size: v.size})
+	})
+	return id, err
+}
+
 func addGenRef(tx meta.Tx, l LineageID, g Generation) error {
 	refs, ok, err := getGenRefs(tx, l, g)
 	if err != nil {

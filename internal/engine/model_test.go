@@ -159,6 +159,24 @@ func (m *model) clone() {
 	m.images[id] = &modelImage{kind: engine.KindVolume, data: data, lineage: m.lineages}
 }
 
+func (m *model) freeze() {
+	src, ok := m.pick(0, "source")
+	if !ok {
+		return
+	}
+	s := m.images[src]
+	id, err := m.env.e.Freeze(m.ctx(), src)
+	if err != nil {
+		m.t.Fatalf("Freeze(%d): %v", src, err)
+	}
+	if s.kind == engine.KindVolume {
+		m.seqs[s.lineage]++
+		s.seq = m.seqs[s.lineage] + 1
+	}
+	m.lineages++
+	m.images[id] = &modelImage{kind: engine.KindSnapshot, data: bytes.Clone(s.data), lineage: m.lineages}
+}
+
 func (m *model) delete() {
 	id, ok := m.pick(0, "image")
 	if !ok {
@@ -277,7 +295,7 @@ func firstDiff(a, b []byte) int {
 }
 
 // TestModel is the reference-model property test: random histories of
-// write, zero, snapshot, delete, clone, flatten, grow, GC and diff, after
+// write, zero, snapshot, freeze, delete, clone, flatten, grow, GC and diff, after
 // each of which every image must read as the model says. Reproduce a
 // failure with the seed rapid prints (-rapid.seed=N).
 func TestModel(t *testing.T) {
@@ -286,7 +304,7 @@ func TestModel(t *testing.T) {
 		m.createVolume()
 		steps := rapid.IntRange(1, 40).Draw(rt, "steps")
 		for range steps {
-			switch rapid.IntRange(0, 11).Draw(rt, "op") {
+			switch rapid.IntRange(0, 12).Draw(rt, "op") {
 			case 0:
 				m.createVolume()
 			case 1, 2, 3:
@@ -305,6 +323,8 @@ func TestModel(t *testing.T) {
 				m.grow()
 			case 11:
 				m.gc()
+			case 12:
+				m.freeze()
 			}
 			m.diff()
 			if id, ok := m.pick(0, "verify"); ok {
