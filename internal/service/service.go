@@ -1,0 +1,109 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/deltadisk/deltadisk/internal/engine"
+	"github.com/deltadisk/deltadisk/internal/meta"
+)
+
+// Subscription is an ARM subscription served here.
+type Subscription struct {
+	ID          string `json:"subscriptionId"`
+	DisplayName string `json:"displayName"`
+	TenantID    string `json:"tenantId"`
+}
+
+// Config configures a [Service].
+type Config struct {
+	Meta   meta.Store
+	Engine *engine.Engine
+	// Subscriptions are the subscriptions that exist; the first start's
+	// default subscription is among them.
+	Subscriptions []Subscription
+	Regions       []Region
+	Policy        Policy
+	// Now is the clock for grants, rate windows and timestamps.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with the default regions and policy.
+func DefaultConfig() Config {
+	return Config{Regions: DefaultRegions(), Policy: DefaultPolicy()}
+}
+
+// Validate reports a Config that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Meta == nil || c.Engine == nil:
+		return errors.New("service: Config.Meta and Config.Engine are required")
+	case len(c.Subscriptions) == 0:
+		return errors.New("service: at least one subscription is required")
+	case len(c.Regions) == 0:
+		return errors.New("service: at least one region is required")
+	}
+	return c.Policy.Validate()
+}
+
+// Service applies the domain rules. It is safe for concurrent use.
+type Service struct {
+	cfg     Config
+	meta    meta.Store
+	engine  *engine.Engine
+	subs    []Subscription
+	regions map[string]Region
+	policy  Policy
+	now     func() time.Time
+	log     *slog.Logger
+
+	// mu serialises mutations: each one pairs a metadata transaction with
+	// engine operations, and the rules (rate windows, family limits) read
+	// state that a concurrent mutation could change in between.
+	mu sync.Mutex
+}
+
+// Open opens the service on its stores and removes engine images that no
+// record references (left by a crash between the two).
+func Open(ctx context.Context, cfg Config) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:     cfg,
+		meta:    cfg.Meta,
+		engine:  cfg.Engine,
+		subs:    cfg.Subscriptions,
+		regions: make(map[string]Region),
+		policy:  cfg.Policy,
+		now:     cfg.Now,
+		log:     cfg.Logger,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	for _, r := range cfg.Regions {
+		s.regions[NormalizeLocation(r.Name)] = r
+	}
+	if err := s.reconcile(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Config returns the configuration the service was opened with.
+func (s *Service) Config() Config { return s.cfg }
+
+// Policy returns the rules in force.
+func (s *Service) Policy() Policy { return s.policy }
+
+// Engine returns the engine holding the resources' data, for the data
+// plane.
+func (s *Service) Engine() *engine.Engine { return s.engine }
