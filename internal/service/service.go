@@ -101,6 +101,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 // Config returns the configuration the service was opened with.
 func (s *Service) Config() Config { return s.cfg }
 
+// Now returns the service's clock's time.
+func (s *Service) Now() time.Time { return s.now() }
+
 // Policy returns the rules in force.
 func (s *Service) Policy() Policy { return s.policy }
 

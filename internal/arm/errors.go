@@ -1,0 +1,88 @@
+package arm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/deltadisk/deltadisk/internal/identity"
+	"github.com/deltadisk/deltadisk/internal/service"
+)
+
+// apiError is an error answered as it is: a wire-level refusal that is not
+// a domain rule (bad api-version, bad JSON, unknown route, auth).
+type apiError struct {
+	status               int
+	code, message, target string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func errorf(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Target  string `json:"target,omitempty"`
+}
+
+// writeError maps err to ARM's status, code and body: the one place where
+// domain errors become HTTP. Anything unexpected is a 500 whose detail is
+// logged with the request id and never sent.
+func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		status int
+		detail errorDetail
+		ae     *apiError
+		se     *service.Error
+		auth   *identity.AuthError
+	)
+	switch {
+	case errors.As(err, &ae):
+		status, detail = ae.status, errorDetail{Code: ae.code, Message: ae.message, Target: ae.target}
+	case errors.As(err, &auth):
+		status, detail = http.StatusUnauthorized, errorDetail{Code: auth.Code, Message: auth.Message}
+		w.Header().Set("WWW-Authenticate", h.id.Challenge(err))
+	case errors.As(err, &se):
+		status = statusOf(se.Kind)
+		detail = errorDetail{Code: se.Code, Message: se.Message, Target: se.Target}
+	default:
+		status = http.StatusInternalServerError
+		id := w.Header().Get("x-ms-request-id")
+		detail = errorDetail{Code: "InternalServerError", Message: "The server encountered an internal error; request id " + id + "."}
+		h.log.Error("request failed", "request_id", id, "op", r.Method+" "+r.URL.Path, "err", err)
+	}
+	w.Header().Set("x-ms-error-code", detail.Code)
+	writeJSON(w, status, errorBody{Error: detail})
+}
+
+func statusOf(kind error) int {
+	switch kind {
+	case service.ErrNotFound:
+		return http.StatusNotFound
+	case service.ErrInvalid:
+		return http.StatusBadRequest
+	case service.ErrConflict:
+		return http.StatusConflict
+	case service.ErrForbidden:
+		return http.StatusForbidden
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"InternalServerError","message":"encoding the answer failed"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
