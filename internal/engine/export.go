@@ -21,14 +21,18 @@ type ExportOptions struct {
 	Time     time.Time
 	// Trailer is appended after the image's bytes (and after the footer).
 	Trailer []byte
+	// Offset and Length select a range of the stream (the image's bytes
+	// followed by the footer and trailer); a zero Length means to its end.
+	Offset, Length int64
 }
 
 // zeroRun is written for holes; it is never modified.
 var zeroRun = make([]byte, 1<<20)
 
-// Export streams an image's bytes to w, then opts.Trailer. Blocks that
-// hold no data are produced without storage I/O; chunk reads run ahead of
-// the writer, in order, with bounded memory. It returns the bytes written.
+// Export streams an image's bytes to w, then its footer and trailer, or the
+// range of that stream that opts selects. Blocks that hold no data are
+// produced without storage I/O; chunk reads run ahead of the writer, in
+// order, with bounded memory. It returns the bytes written.
 func (e *Engine) Export(ctx context.Context, id ID, w io.Writer, opts ExportOptions) (int64, error) {
 	info, err := e.Stat(ctx, id)
 	if err != nil {
@@ -50,6 +54,35 @@ func (e *Engine) Export(ctx context.Context, id ID, w io.Writer, opts ExportOpti
 		}
 		trailer = append(footer, trailer...)
 	}
+	total := info.Size + int64(len(trailer))
+	start, end := opts.Offset, total
+	if opts.Length > 0 {
+		end = opts.Offset + opts.Length
+	}
+	if start < 0 || opts.Length < 0 || end > total || start > end {
+		return 0, fmt.Errorf("%w: range %d+%d of a %d-byte stream", ErrOutOfRange, opts.Offset, opts.Length, total)
+	}
+	imgEnd := min(end, info.Size)
+	var written int64
+	if start < imgEnd {
+		n, err := e.exportImage(ctx, id, w, start, imgEnd)
+		written += n
+		if err != nil {
+			return written, err
+		}
+	}
+	if end > info.Size {
+		m, err := w.Write(trailer[max(start-info.Size, 0) : end-info.Size])
+		written += int64(m)
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// exportImage streams bytes [start, end) of an image.
+func (e *Engine) exportImage(ctx context.Context, id ID, w io.Writer, start, end int64) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -73,7 +106,8 @@ func (e *Engine) Export(ctx context.Context, id ID, w io.Writer, opts ExportOpti
 	var walkErr error
 	go func() {
 		defer close(queue)
-		walkErr = e.walkLocated(ctx, id, info.Size, func(br blockRead) error {
+		b0, b1 := uint64(start/BlockSize), uint64((end+BlockSize-1)/BlockSize)
+		walkErr = e.walkLocated(ctx, id, b0, b1, func(br blockRead) error {
 			f := &fetch{br: br, done: make(chan struct{})}
 			select {
 			case queue <- f:
@@ -89,7 +123,7 @@ func (e *Engine) Export(ctx context.Context, id ID, w io.Writer, opts ExportOpti
 	}()
 
 	var written int64
-	pos := int64(0)
+	pos := start
 	writeZeros := func(n int64) error {
 		for n > 0 {
 			k := min(n, int64(len(zeroRun)))
@@ -110,14 +144,15 @@ func (e *Engine) Export(ctx context.Context, id ID, w io.Writer, opts ExportOpti
 			}
 			return written, f.err
 		}
-		off := int64(f.br.b) * BlockSize
-		if err := writeZeros(off - pos); err != nil {
+		bs := int64(f.br.b) * BlockSize
+		lo, hi := max(bs, start), min(bs+BlockSize, end)
+		if err := writeZeros(lo - pos); err != nil {
 			cancel()
 			for range queue {
 			}
 			return written, err
 		}
-		m, err := w.Write(f.buf)
+		m, err := w.Write(f.buf[lo-bs : hi-bs])
 		written += int64(m)
 		select {
 		case free <- f.buf:
@@ -129,23 +164,19 @@ func (e *Engine) Export(ctx context.Context, id ID, w io.Writer, opts ExportOpti
 			}
 			return written, err
 		}
-		pos = off + BlockSize
+		pos = hi
 	}
 	if walkErr != nil {
 		return written, walkErr
 	}
-	if err := writeZeros(info.Size - pos); err != nil {
-		return written, err
-	}
-	m, err := w.Write(trailer)
-	return written + int64(m), err
+	return written, writeZeros(end - pos)
 }
 
-// walkLocated calls fn for each non-zero block of an image with its chunk's
-// location, in order.
-func (e *Engine) walkLocated(ctx context.Context, id ID, size int64, fn func(blockRead) error) error {
-	blocks := uint64(size / BlockSize)
-	for w := uint64(0); w < blocks; w += windowBlocks {
+// walkLocated calls fn for each non-zero block in [b0, b1) of an image with
+// its chunk's location, in order.
+func (e *Engine) walkLocated(ctx context.Context, id ID, b0, b1 uint64, fn func(blockRead) error) error {
+	blocks := b1
+	for w := b0; w < blocks; w += windowBlocks {
 		var win []blockRead
 		err := e.meta.View(ctx, func(tx meta.Tx) error {
 			win = win[:0]

@@ -3,6 +3,8 @@ package engine_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,4 +179,44 @@ func TestGCMergesSmallPacks(t *testing.T) {
 		t.Fatalf("volume reads differently after the merge")
 	}
 	checkClean(t, env.e, true)
+}
+
+// TestExportRange: any range of the VHD stream (data, footer, or across
+// both) equals the same bytes of the whole export.
+func TestExportRange(t *testing.T) {
+	ctx := t.Context()
+	env := newEnv(t)
+	const size = 2 << 20
+	vol := must[engine.ID](t)(env.e.CreateVolume(ctx, size))
+	data := make([]byte, 300<<10)
+	for i := range data {
+		data[i] = byte(i/700 + 1)
+	}
+	if err := env.e.WriteAt(ctx, vol, data, 512<<10); err != nil {
+		t.Fatal(err)
+	}
+	opts := engine.ExportOptions{VHD: true, UniqueID: [16]byte{9}, Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	var whole bytes.Buffer
+	if _, err := env.e.Export(ctx, vol, &whole, opts); err != nil {
+		t.Fatal(err)
+	}
+	total := int64(whole.Len())
+	for _, r := range [][2]int64{{0, 1}, {0, 0}, {100, 1000}, {512<<10 - 7, 20}, {600 << 10, 70 << 10}, {size - 10, 20}, {size, 512}, {size + 100, 0}, {total - 1, 1}} {
+		o := opts
+		o.Offset, o.Length = r[0], r[1]
+		var buf bytes.Buffer
+		n, err := env.e.Export(ctx, vol, &buf, o)
+		end := total
+		if r[1] > 0 {
+			end = r[0] + r[1]
+		}
+		if err != nil || n != end-r[0] || !bytes.Equal(buf.Bytes(), whole.Bytes()[r[0]:end]) {
+			t.Errorf("Export range %v: %d bytes, %v; want %d bytes equal to the whole export's", r, n, err, end-r[0])
+		}
+	}
+	o := opts
+	o.Offset, o.Length = total-1, 2
+	if _, err := env.e.Export(ctx, vol, io.Discard, o); !errors.Is(err, engine.ErrOutOfRange) {
+		t.Errorf("range past the end = %v, want ErrOutOfRange", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/deltadisk/deltadisk/internal/meta"
+	"github.com/deltadisk/deltadisk/internal/vhd"
 )
 
 const keyGrant = "sA" // sA grantID → resource key
@@ -233,9 +234,12 @@ func (s *Service) Move(ctx context.Context, sub, group, targetGroupID string, id
 	})
 }
 
-// SetFooter records the 512 bytes an upload wrote past an Upload disk's
-// data: the VHD footer that revoking access validates.
-func (s *Service) SetFooter(ctx context.Context, id ResourceID, footer []byte) error {
+// WriteFooter writes p at offset off of the 512 bytes an upload writes past
+// an Upload disk's data: the VHD footer that revoking access validates.
+func (s *Service) WriteFooter(ctx context.Context, id ResourceID, off int, p []byte) error {
+	if off < 0 || off+len(p) > vhd.FooterSize {
+		return invalid("range", "The footer is %d bytes; a write at %d of %d bytes does not fit.", vhd.FooterSize, off, len(p))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.Get(ctx, id)
@@ -245,6 +249,25 @@ func (s *Service) SetFooter(ctx context.Context, id ResourceID, footer []byte) e
 	if !r.AwaitingUpload {
 		return notAllowed("Disk '%s' is not awaiting an upload; its VHD footer is the server's.", r.Name)
 	}
-	r.Footer = append([]byte(nil), footer...)
+	if len(r.Footer) != vhd.FooterSize {
+		r.Footer = make([]byte, vhd.FooterSize)
+	}
+	copy(r.Footer[off:], p)
+	r.Version++
+	r.Modified = s.now().UTC()
+	return s.meta.Update(ctx, func(tx meta.Tx) error { return putRecord(tx, resourceKey(r.ID()), r) })
+}
+
+// NoteWrite records that a disk's data changed through the data plane, so
+// that its ETag and Last-Modified change.
+func (s *Service) NoteWrite(ctx context.Context, id ResourceID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	r.Version++
+	r.Modified = s.now().UTC()
 	return s.meta.Update(ctx, func(tx meta.Tx) error { return putRecord(tx, resourceKey(r.ID()), r) })
 }

@@ -106,6 +106,10 @@ type Resource struct {
 	// Footer holds the 512 bytes written past an Upload disk's data.
 	Footer []byte `json:"footer,omitempty"`
 	Grant  *Grant `json:"grant,omitempty"`
+	// Version counts data-plane writes and Modified is the last one's time
+	// (TimeCreated before any): the blob's ETag and Last-Modified.
+	Version  int64     `json:"version,omitempty"`
+	Modified time.Time `json:"modified,omitzero"`
 	// RecentSnapshots are the times of a disk's incremental snapshots
 	// inside the policy's rate window.
 	RecentSnapshots []time.Time `json:"recentSnapshots,omitempty"`

@@ -365,7 +365,7 @@ func TestUploadLifecycle(t *testing.T) {
 	if _, err := f.s.GrantAccess(ctx, id, "Write", 3600); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.s.SetFooter(ctx, id, fb); err != nil {
+	if err := f.s.WriteFooter(ctx, id, 0, fb); err != nil {
 		t.Fatal(err)
 	}
 	if r, err = f.s.RevokeAccess(ctx, id); err != nil || r.State(f.now) != "Unattached" {
