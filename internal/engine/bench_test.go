@@ -3,9 +3,11 @@ package engine_test
 // Benchmarks for DESIGN.md's cost table ("The engine: properties it must
 // keep"). Every benchmark reports counted I/O beside time: metaops/op from
 // metatest.CountingStore and backend operations from
-// chunkstest.CountingBackend. Ratios between sizes, and against the qcow2,
-// cat and plain-file baselines, are computed by scripts/bench.sh from one
-// run's output; no benchmark asserts a time.
+// chunkstest.CountingBackend. Time ratios (1 TiB against 1 GiB, the engine
+// against cat and a plain file) come from sub-benchmarks named ratio=… or
+// compare that alternate the candidates in one loop and divide their median
+// times; scripts/bench.sh gathers them into a table. No benchmark asserts a
+// time.
 //
 // The default sizes are small, so that CI's
 //

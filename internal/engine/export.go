@@ -102,10 +102,22 @@ func (e *Engine) exportImage(ctx context.Context, id ID, w io.Writer, start, end
 			return make([]byte, 0, BlockSize)
 		}
 	}
+	// A fixed pool of readers fills fetches in the order the producer
+	// queues them; the writer drains the queue in the same order.
 	queue := make(chan *fetch, e.readAhead)
+	jobs := make(chan *fetch, e.readAhead)
+	for range e.readAhead {
+		go func() {
+			for f := range jobs {
+				f.buf, f.err = e.getBlock(ctx, id, f.br, getBuf())
+				close(f.done)
+			}
+		}()
+	}
 	var walkErr error
 	go func() {
 		defer close(queue)
+		defer close(jobs)
 		b0, b1 := uint64(start/BlockSize), uint64((end+BlockSize-1)/BlockSize)
 		walkErr = e.walkLocated(ctx, id, b0, b1, func(br blockRead) error {
 			f := &fetch{br: br, done: make(chan struct{})}
@@ -114,10 +126,7 @@ func (e *Engine) exportImage(ctx context.Context, id ID, w io.Writer, start, end
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			go func() {
-				defer close(f.done)
-				f.buf, f.err = e.getBlock(ctx, id, br, getBuf())
-			}()
+			jobs <- f // never blocks long: a reader takes it once the queue has room
 			return nil
 		})
 	}()
