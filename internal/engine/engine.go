@@ -101,6 +101,8 @@ type Engine struct {
 
 	mu    sync.Mutex
 	locks map[LineageID]*lineageLock
+	// stripes serialise the read-modify-write of partial blocks, by block.
+	stripes [64]sync.Mutex
 }
 
 type lineageLock struct {
@@ -176,9 +178,9 @@ func (e *Engine) checkFormat(ctx context.Context) error {
 	})
 }
 
-// lock serialises the operations on one lineage in this process, so that a
-// partial-block write's read-modify-write sees no concurrent change. The
-// metadata transactions alone keep the store consistent either way.
+// lock serialises the structural operations on one lineage in this process
+// (collecting a generation, flattening). The metadata transactions alone
+// keep the store consistent either way.
 func (e *Engine) lock(l LineageID) func() {
 	e.mu.Lock()
 	ll := e.locks[l]

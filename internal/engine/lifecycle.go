@@ -45,15 +45,8 @@ func newVolume(tx meta.Tx, rec lineageRecord) (ID, error) {
 // next one. It copies nothing: its cost does not depend on the volume's
 // size or on what was written.
 func (e *Engine) Snapshot(ctx context.Context, vol ID) (ID, error) {
-	info, err := e.Stat(ctx, vol)
-	if err != nil {
-		return 0, err
-	}
-	// Wait for writes in progress so the snapshot holds all of them.
-	unlock := e.lock(info.Lineage)
-	defer unlock()
 	var id ID
-	err = e.meta.Update(ctx, func(tx meta.Tx) error {
+	err := e.meta.Update(ctx, func(tx meta.Tx) error {
 		v, err := openView(tx, vol)
 		if err != nil {
 			return err

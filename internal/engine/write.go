@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/deltadisk/deltadisk/internal/chunks"
 	"github.com/deltadisk/deltadisk/internal/meta"
@@ -18,11 +19,24 @@ type blockWrite struct {
 	b    uint64
 	data []byte // nil for zero
 	val  value
+	// A partial block is read, merged and written back; the commit checks
+	// that the block still holds what was read (expect), else the merge is
+	// redone. [lo, hi) are the image offsets of the new bytes.
+	partial bool
+	lo, hi  int64
+	expect  value
 }
 
 // errChunkVanished: a chunk seen in the index before the pack write was
 // collected before the commit; the write starts over and stores it.
 var errChunkVanished = errors.New("engine: chunk collected during write")
+
+// errBlockChanged: a block read for a partial write changed before the
+// write committed; the read-modify-write is redone.
+var errBlockChanged = errors.New("engine: block changed during read-modify-write")
+
+// maxAttempts bounds the retries of a commit that met a concurrent change.
+const maxAttempts = 16
 
 // WriteAt writes p at off into a volume. off and len(p) must be multiples
 // of 512 and inside the volume. When WriteAt returns nil the data and its
@@ -39,6 +53,9 @@ func (e *Engine) Zero(ctx context.Context, id ID, off, n int64) error {
 }
 
 // modify writes src (or zeros when src is nil) over [off, off+n) of a volume.
+// It takes no lock: whole blocks commit as they are, and partial blocks are
+// merged optimistically, so concurrent writers to one volume share packs
+// and never wait for each other's I/O.
 func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte) error {
 	v, err := e.volumeView(ctx, id)
 	if err != nil {
@@ -47,18 +64,18 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte) er
 	if err := checkRange(off, n, v.size); err != nil {
 		return err
 	}
-	unlock := e.lock(v.lin)
-	defer unlock()
-
 	var batch []blockWrite
+	flush := func() error {
+		err := e.commitBatch(ctx, v.lin, id, off, n, src, batch)
+		batch = batch[:0]
+		return err
+	}
 	add := func(w blockWrite) error {
 		batch = append(batch, w)
 		if len(batch) < writeBatchBlocks {
 			return nil
 		}
-		err := e.commit(ctx, id, off, n, batch)
-		batch = batch[:0]
-		return err
+		return flush()
 	}
 	end := off + n
 	for pos := off; pos < end; {
@@ -82,26 +99,68 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte) er
 			}
 			hi = int64(bEnd) * BlockSize
 		default:
-			// Read-modify-write of a partial block; the lineage lock
-			// keeps the block from changing underneath.
-			buf := make([]byte, BlockSize)
-			if err := e.ReadAt(ctx, id, buf, bs); err != nil {
-				return err
-			}
-			if src != nil {
-				copy(buf[pos-bs:hi-bs], src[pos-off:])
-			} else {
-				clear(buf[pos-bs : hi-bs])
-			}
-			if err := add(blockWrite{b: b, data: buf}); err != nil {
+			if err := add(blockWrite{b: b, partial: true, lo: pos, hi: hi}); err != nil {
 				return err
 			}
 		}
 		pos = hi
 	}
 	if len(batch) > 0 {
-		return e.commit(ctx, id, off, n, batch)
+		return flush()
 	}
+	return nil
+}
+
+// commitBatch merges the batch's partial blocks and commits it. Partial
+// blocks are held under striped locks, so that writers of one block in this
+// process take turns; the commit's check catches any other change (a
+// whole-block write, another process) and the merge is redone.
+func (e *Engine) commitBatch(ctx context.Context, lin LineageID, id ID, off, n int64, src []byte, batch []blockWrite) error {
+	var stripes []int
+	for _, w := range batch {
+		if w.partial {
+			stripes = append(stripes, int((uint64(lin)*0x9e3779b97f4a7c15^w.b)%uint64(len(e.stripes))))
+		}
+	}
+	slices.Sort(stripes)
+	for _, i := range slices.Compact(stripes) {
+		e.stripes[i].Lock()
+		defer e.stripes[i].Unlock()
+	}
+	for attempt := 1; ; attempt++ {
+		for i := range batch {
+			if w := &batch[i]; w.partial {
+				if err := e.merge(ctx, id, w, off, src); err != nil {
+					return err
+				}
+			}
+		}
+		err := e.commit(ctx, id, off, n, batch)
+		if !errors.Is(err, errBlockChanged) || attempt == maxAttempts {
+			return err
+		}
+	}
+}
+
+// merge reads a partial block's present content and overlays the new bytes.
+func (e *Engine) merge(ctx context.Context, id ID, w *blockWrite, off int64, src []byte) error {
+	plan, err := e.plan(ctx, id, w.b, w.b+1, func(view) error { return nil })
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, BlockSize)
+	if br := plan[0]; br.val.nonZero {
+		if buf, err = e.getBlock(ctx, id, br, buf[:0]); err != nil {
+			return err
+		}
+	}
+	bs := int64(w.b) * BlockSize
+	if src != nil {
+		copy(buf[w.lo-bs:w.hi-bs], src[w.lo-off:])
+	} else {
+		clear(buf[w.lo-bs : w.hi-bs])
+	}
+	w.data, w.expect, w.val = buf, plan[0].val, value{}
 	return nil
 }
 
@@ -127,7 +186,7 @@ func (e *Engine) commit(ctx context.Context, id ID, off, n int64, batch []blockW
 			w.val = value{nonZero: true, ref: chunks.Sum(w.data)}
 		}
 	}
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		locs, err := e.storeMissing(ctx, batch)
 		if err != nil {
 			return err
@@ -145,13 +204,13 @@ func (e *Engine) commit(ctx context.Context, id ID, off, n int64, batch []blockW
 			}
 			r := newTxReader(tx)
 			for _, w := range batch {
-				if err := setBlock(r, v.lin, v.gen, w.b, w.val, locs); err != nil {
+				if err := setBlock(r, v.lin, v.gen, w, locs); err != nil {
 					return err
 				}
 			}
 			return nil
 		})
-		if errors.Is(err, errChunkVanished) && attempt < 3 {
+		if errors.Is(err, errChunkVanished) && attempt < maxAttempts {
 			continue
 		}
 		return err
@@ -194,8 +253,9 @@ func (e *Engine) storeMissing(ctx context.Context, batch []blockWrite) (map[chun
 	return out, nil
 }
 
-// setBlock points block b of lineage l's head generation at val.
-func setBlock(r *txReader, l LineageID, head Generation, b uint64, val value, fresh map[chunks.Ref]chunks.Location) error {
+// setBlock points a block of lineage l's head generation at its new value.
+func setBlock(r *txReader, l LineageID, head Generation, w blockWrite, fresh map[chunks.Ref]chunks.Location) error {
+	b, val := w.b, w.val
 	cur, eg, ok, err := r.entry(l, b, head)
 	if err != nil {
 		return err
@@ -204,6 +264,9 @@ func setBlock(r *txReader, l LineageID, head Generation, b uint64, val value, fr
 		if cur, err = r.value(l, head, b); err != nil {
 			return err
 		}
+	}
+	if w.partial && cur != w.expect {
+		return errBlockChanged
 	}
 	if cur == val {
 		return nil // no change: keeps diffs exact and costs nothing
