@@ -2,9 +2,13 @@ package engine_test
 
 import (
 	"bytes"
+	"context"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/deltadisk/deltadisk/internal/chunks"
+	"github.com/deltadisk/deltadisk/internal/chunks/chunkstest"
 	"github.com/deltadisk/deltadisk/internal/engine"
 )
 
@@ -40,11 +44,20 @@ func TestConcurrentPartialWrites(t *testing.T) {
 	checkClean(t, env.e, true)
 }
 
+// slowBackend makes every pack write take a while, as a real disk's fsync
+// does, so that writers arriving meanwhile queue behind it.
+type slowBackend struct{ chunks.Backend }
+
+func (b slowBackend) Put(ctx context.Context, name string, data []byte) error {
+	time.Sleep(20 * time.Millisecond)
+	return b.Backend.Put(ctx, name, data)
+}
+
 // TestConcurrentWritersSharePacks: whole-block writers of one volume do not
 // serialise on each other, so their chunks share packs (group commit).
 func TestConcurrentWritersSharePacks(t *testing.T) {
 	ctx := t.Context()
-	env := newEnv(t)
+	env := newEnvOn(t, t.TempDir(), slowBackend{chunkstest.NewMem()})
 	vol := must[engine.ID](t)(env.e.CreateVolume(ctx, 8<<20))
 	const writers = 64
 	var wg sync.WaitGroup
@@ -60,7 +73,7 @@ func TestConcurrentWritersSharePacks(t *testing.T) {
 	packs := 0
 	_ = env.store.ListPacks(ctx, func(string, int64) error { packs++; return nil })
 	t.Logf("%d concurrent single-block writes made %d packs", writers, packs)
-	if packs >= writers {
+	if packs > writers/4 {
 		t.Errorf("%d writes made %d packs: concurrent writers of one volume do not share packs", writers, packs)
 	}
 	for i := range writers {
