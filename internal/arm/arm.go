@@ -36,11 +36,6 @@ type Config struct {
 // maxBody bounds ARM request bodies; a larger one is refused with 413.
 const maxBody = 4 << 20
 
-// BlobPathPrefix starts the path of every SAS URL this server issues
-// ("/md-<grant>/abcd", like Azure's managed-disk blob URLs); the server
-// routes such paths to the data plane.
-const BlobPathPrefix = "/md-"
-
 type handler struct {
 	cfg Config
 	svc *service.Service

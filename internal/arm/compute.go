@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deltadisk/deltadisk/internal/blob"
 	"github.com/deltadisk/deltadisk/internal/identity"
 	"github.com/deltadisk/deltadisk/internal/service"
 )
@@ -122,9 +123,9 @@ func (c *call) writeResource(r *service.Resource) {
 // putBody is what clients send in a PUT; unknown fields are ignored, as
 // ARM ignores properties a resource provider does not use.
 type putBody struct {
-	Location   *string           `json:"location"`
-	Tags       map[string]string `json:"tags"`
-	Sku        *struct {
+	Location *string           `json:"location"`
+	Tags     map[string]string `json:"tags"`
+	Sku      *struct {
 		Name string `json:"name"`
 	} `json:"sku"`
 	Properties *struct {
@@ -259,7 +260,7 @@ func (c *call) grantAccess() error {
 // sasURL is the data-plane URL of a grant: "/md-<grant>/abcd", as Azure's
 // managed-disk blob URLs are shaped, signed for the grant's access.
 func (c *call) sasURL(g *service.Grant) string {
-	path := BlobPathPrefix + g.ID + "/abcd"
+	path := blob.Path(g.ID)
 	perm := "r"
 	if g.Access == service.AccessWrite {
 		perm = "rw"

@@ -13,7 +13,7 @@ import (
 // apiError is an error answered as it is: a wire-level refusal that is not
 // a domain rule (bad api-version, bad JSON, unknown route, auth).
 type apiError struct {
-	status               int
+	status                int
 	code, message, target string
 }
 

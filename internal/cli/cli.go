@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -14,7 +15,8 @@ import (
 
 // Main runs the command line args and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCommand()
+	g := &globals{stdout: stdout, stderr: stderr, getenv: os.Getenv, homeDir: os.UserHomeDir}
+	root := newRootCommand(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -25,7 +27,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newRootCommand() *cobra.Command {
+// globals holds what every command shares. The process's environment is
+// reached through it, so that tests can run commands in-process with
+// their own.
+type globals struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	homeDir        func() (string, error)
+}
+
+func newRootCommand(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "deltadisk",
 		Short:         "Managed block disks with incremental snapshots",
@@ -33,7 +44,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand())
+	root.AddCommand(newVersionCommand(), newServeCommand(g))
 	return root
 }
 

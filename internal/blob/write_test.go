@@ -1,0 +1,182 @@
+package blob_test
+
+import (
+	"bytes"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"hash/crc64"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/deltadisk/deltadisk/internal/service"
+)
+
+func putPage(url, mode, rng string, body []byte, extra map[string]string) request {
+	h := map[string]string{"x-ms-page-write": mode, "x-ms-range": rng, "x-ms-version": "2026-12-06"}
+	for k, v := range extra {
+		h[k] = v
+	}
+	return request{method: http.MethodPut, url: url, query: "comp=page", header: h, body: body}
+}
+
+func md5of(p []byte) string {
+	s := md5.Sum(p)
+	return base64.StdEncoding.EncodeToString(s[:])
+}
+
+// TestUpload writes an Upload disk through its write SAS: pages, clears
+// and the footer; revoke finalises it, and a snapshot of it reads back.
+func TestUpload(t *testing.T) {
+	f := newFixture(t)
+	u := f.uploadDisk(t, "u", smallSize)
+	sas := f.grant(t, u.ID(), service.AccessWrite)
+	want := make([]byte, smallSize+512)
+	etag := f.do(t, request{method: http.MethodHead, url: sas}).header.Get("ETag")
+
+	put := func(t *testing.T, rq request) response {
+		t.Helper()
+		r := f.do(t, rq)
+		if r.status != http.StatusCreated {
+			t.Fatalf("Put Page %v = %d %s", rq.header, r.status, r.body)
+		}
+		if r.header.Get("ETag") == etag || r.header.Get("ETag") == "" || r.header.Get("Last-Modified") == "" || r.header.Get("x-ms-blob-sequence-number") != "0" {
+			t.Fatalf("Put Page answer headers %v (ETag before %s)", r.header, etag)
+		}
+		etag = r.header.Get("ETag")
+		return r
+	}
+	data := pattern(4<<20, 5)
+	r := put(t, putPage(sas, "update", "bytes=0-4194303", data, map[string]string{"Content-MD5": md5of(data)}))
+	if r.header.Get("Content-MD5") != md5of(data) {
+		t.Errorf("Content-MD5 = %q, want %q", r.header.Get("Content-MD5"), md5of(data))
+	}
+	copy(want, data)
+	small := pattern(1024, 6)
+	crc := binary.LittleEndian.AppendUint64(nil, crc64.Checksum(small, crc64.MakeTable(0x9A6C9329AC4BC9B5)))
+	r = put(t, putPage(sas, "UPDATE", "bytes=8388608-8389631", small, map[string]string{"x-ms-content-crc64": base64.StdEncoding.EncodeToString(crc)}))
+	if r.header.Get("x-ms-content-crc64") != base64.StdEncoding.EncodeToString(crc) {
+		t.Errorf("x-ms-content-crc64 = %q", r.header.Get("x-ms-content-crc64"))
+	}
+	copy(want[8<<20:], small)
+	put(t, putPage(sas, "clear", "bytes=1024-2047", nil, nil))
+	clear(want[1024:2048])
+	// A write across the end of the data and the footer, then the rest of
+	// the footer.
+	ft := footer(t, smallSize)
+	tail := append(pattern(512, 7), ft[:512]...)
+	put(t, putPage(sas, "update", fmt.Sprintf("bytes=%d-%d", smallSize-512, smallSize+511), tail, nil))
+	copy(want[smallSize-512:], tail)
+
+	got := f.do(t, request{url: sas})
+	if !bytes.Equal(got.body, want) {
+		t.Fatalf("download after upload differs")
+	}
+	if d := f.get(t, u.ID()); d.State(f.clock.Now()) != "ActiveUpload" {
+		t.Fatalf("state = %s", d.State(f.clock.Now()))
+	}
+	f.revoke(t, u.ID())
+	d := f.get(t, u.ID())
+	if d.State(f.clock.Now()) != "Unattached" {
+		t.Fatalf("after revoke: state %s", d.State(f.clock.Now()))
+	}
+	wantError(t, f.do(t, putPage(sas, "update", "bytes=0-511", make([]byte, 512), nil)), 403, "AuthenticationFailed")
+
+	s := f.snapshot(t, "s", d, true)
+	rs := f.do(t, request{url: f.grant(t, s.ID(), service.AccessRead)})
+	if rs.status != 200 || !bytes.Equal(rs.body[:smallSize], want[:smallSize]) {
+		t.Fatalf("snapshot of the uploaded disk reads differently")
+	}
+	// The snapshot's footer is the server's, with the snapshot's identity.
+	if !bytes.Equal(rs.body[smallSize:], f.image(t, s)[smallSize:]) {
+		t.Fatalf("snapshot footer is not the server's")
+	}
+}
+
+// TestPutPageRefusals: every refusal answers the blob service's error and
+// writes nothing.
+func TestPutPageRefusals(t *testing.T) {
+	f := newFixture(t)
+	u := f.uploadDisk(t, "u", smallSize)
+	usas := f.grant(t, u.ID(), service.AccessWrite)
+	d := f.smallDisk(t, "d")
+	dsas := f.grant(t, d.ID(), service.AccessWrite)
+	page := pattern(512, 8)
+	tests := []struct {
+		name   string
+		rq     request
+		status int
+		code   string
+	}{
+		{"unaligned start", putPage(usas, "update", "bytes=1-512", page, nil), 416, "InvalidPageRange"},
+		{"unaligned end", putPage(usas, "update", "bytes=0-510", page[:511], nil), 416, "InvalidPageRange"},
+		{"inverted", putPage(usas, "update", "bytes=1024-511", page, nil), 416, "InvalidPageRange"},
+		{"open range", putPage(usas, "update", "bytes=0-", page, nil), 416, "InvalidPageRange"},
+		{"past the end", putPage(usas, "update", fmt.Sprintf("bytes=%d-%d", smallSize+512, smallSize+1023), page, nil), 416, "InvalidPageRange"},
+		{"clear past the end", putPage(usas, "clear", fmt.Sprintf("bytes=0-%d", smallSize+1023), nil, nil), 416, "InvalidPageRange"},
+		{"footer of a non-upload disk", putPage(dsas, "update", fmt.Sprintf("bytes=%d-%d", smallSize, smallSize+511), page, nil), 416, "InvalidPageRange"},
+		{"clear the footer of a non-upload disk", putPage(dsas, "clear", fmt.Sprintf("bytes=%d-%d", smallSize-512, smallSize+511), nil, nil), 416, "InvalidPageRange"},
+		{"body shorter than the range", putPage(usas, "update", "bytes=0-1023", page, nil), 400, "InvalidHeaderValue"},
+		{"body longer than the range", putPage(usas, "update", "bytes=0-511", append(page, page...), nil), 400, "InvalidHeaderValue"},
+		{"body on a clear", putPage(usas, "clear", "bytes=0-511", page, nil), 400, "InvalidHeaderValue"},
+		{"over 4 MiB", putPage(usas, "update", "bytes=0-4194815", make([]byte, 4<<20+512), nil), 413, "RequestBodyTooLarge"},
+		{"MD5 mismatch", putPage(usas, "update", "bytes=0-511", page, map[string]string{"Content-MD5": md5of(page[1:])}), 400, "Md5Mismatch"},
+		{"MD5 malformed", putPage(usas, "update", "bytes=0-511", page, map[string]string{"Content-MD5": "nope"}), 400, "InvalidHeaderValue"},
+		{"CRC64 mismatch", putPage(usas, "update", "bytes=0-511", page, map[string]string{"x-ms-content-crc64": base64.StdEncoding.EncodeToString(make([]byte, 8))}), 400, "Crc64Mismatch"},
+		{"no page-write", putPage(usas, "", "bytes=0-511", page, nil), 400, "MissingRequiredHeader"},
+		{"bad page-write", putPage(usas, "append", "bytes=0-511", page, nil), 400, "InvalidHeaderValue"},
+		{"no range", putPage(usas, "update", "", page, nil), 400, "MissingRequiredHeader"},
+		{"malformed range", putPage(usas, "update", "0-511", page, nil), 400, "InvalidHeaderValue"},
+		{"If-Match", putPage(usas, "update", "bytes=0-511", page, map[string]string{"If-Match": `"0x0"`}), 412, "ConditionNotMet"},
+		{"If-None-Match", putPage(usas, "update", "bytes=0-511", page, map[string]string{"If-None-Match": "*"}), 412, "ConditionNotMet"},
+		{"sequence number", putPage(usas, "update", "bytes=0-511", page, map[string]string{"x-ms-if-sequence-number-lt": "0"}), 412, "SequenceNumberConditionNotMet"},
+		{"structured body", putPage(usas, "update", "bytes=0-511", page, map[string]string{"x-ms-structured-body": "XSM/1.0; properties=crc64"}), 400, "InvalidHeaderValue"},
+		{"bad x-ms-version", putPage(usas, "update", "bytes=0-511", page, map[string]string{"x-ms-version": "2026-13-45"}), 400, "InvalidHeaderValue"},
+	}
+	before := map[*service.Resource][]byte{u: f.image(t, u), d: f.image(t, d)}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			wantError(t, f.do(t, tc.rq), tc.status, tc.code)
+		})
+	}
+	// Nothing was written: same bytes, same ETag (write count).
+	for r, b := range before {
+		now := f.get(t, r.ID())
+		if !bytes.Equal(f.image(t, now), b) || now.Version != r.Version {
+			t.Errorf("%s changed by refused writes (version %d → %d)", r.Name, r.Version, now.Version)
+		}
+	}
+}
+
+// TestWriteUnattached: deltadisk's extension lets a Write grant change an
+// unattached disk inside its data; snapshots wait for the revoke.
+func TestWriteUnattached(t *testing.T) {
+	f := newFixture(t)
+	d := f.emptyDisk(t, "d", 1)
+	s0 := f.snapshot(t, "s0", d, true)
+	sas := f.grant(t, d.ID(), service.AccessWrite)
+	data := pattern(64<<10, 4)
+	rng := fmt.Sprintf("bytes=%d-%d", 512<<20, 512<<20+len(data)-1)
+	if r := f.do(t, putPage(sas, "update", rng, data, nil)); r.status != http.StatusCreated {
+		t.Fatalf("Put Page = %d %s", r.status, r.body)
+	}
+	r := f.do(t, request{url: sas, header: map[string]string{"Range": rng}})
+	if r.status != http.StatusPartialContent || !bytes.Equal(r.body, data) {
+		t.Fatalf("read back = %d", r.status)
+	}
+	footer := fmt.Sprintf("bytes=%d-%d", 1<<30, 1<<30+511)
+	wantError(t, f.do(t, putPage(sas, "update", footer, make([]byte, 512), nil)), 416, "InvalidPageRange")
+	if _, err := f.svc.Put(t.Context(), snapID("early"), service.Spec{Location: "eastus", Incremental: true,
+		CreationData: service.CreationData{CreateOption: "Copy", SourceResourceID: d.ID().String()}}); err == nil {
+		t.Fatal("snapshot during a write grant was allowed")
+	}
+	f.revoke(t, d.ID())
+	s1 := f.snapshot(t, "s1", d, true)
+	s1sas := f.grant(t, s1.ID(), service.AccessRead)
+	r = f.do(t, request{url: s1sas, query: "comp=pagelist", header: map[string]string{"x-ms-previous-snapshot-url": f.grant(t, s0.ID(), service.AccessRead)}})
+	if got := strings.Join(parsePageList(t, r.body).ranges, ","); got != fmt.Sprintf("P %d-%d", 512<<20, 512<<20+65535) {
+		t.Fatalf("diff after the write = %s", got)
+	}
+}
