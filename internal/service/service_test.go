@@ -452,3 +452,36 @@ func TestReconcile(t *testing.T) {
 		t.Errorf("referenced disk lost: %v", err)
 	}
 }
+
+// TestConcurrentCreates: many PUTs of one name at once leave one disk and
+// one engine image; a PUT is create-or-update, so none of them fails.
+func TestConcurrentCreates(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, nil)
+	before, _ := f.e.List(ctx)
+	errs := make(chan error, 16)
+	ids := make(chan string, 16)
+	for range 16 {
+		go func() {
+			r, err := f.s.Put(ctx, diskID("same"), service.Spec{Location: "eastus", DiskSizeGB: 1, CreationData: service.CreationData{CreateOption: "Empty"}})
+			if err == nil {
+				ids <- r.UniqueID
+			}
+			errs <- err
+		}()
+	}
+	unique := map[string]bool{}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		unique[<-ids] = true
+	}
+	if len(unique) != 1 {
+		t.Errorf("16 PUTs of one name made %d disks", len(unique))
+	}
+	after, _ := f.e.List(ctx)
+	if len(after)-len(before) != 1 {
+		t.Errorf("16 PUTs of one name made %d engine images, want 1", len(after)-len(before))
+	}
+}
