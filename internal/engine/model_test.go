@@ -19,8 +19,6 @@ type modelImage struct {
 	data    []byte
 	lineage int // the model's lineage number: diffs work within one
 	seq     int // order within the lineage: a snapshot's, or the head's
-	base    engine.ID
-	hasBase bool
 }
 
 // model runs random histories against the engine and against plain byte
