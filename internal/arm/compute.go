@@ -152,11 +152,25 @@ func (c *call) put() error {
 	if err := decode(c.r.Body, &b); err != nil {
 		return err
 	}
+	spec, err := specOf(&b, c.res)
+	if err != nil {
+		return err
+	}
+	r, err := c.h.svc.Put(c.r.Context(), c.id(), spec)
+	if err != nil {
+		return err
+	}
+	c.writeResource(r)
+	return nil
+}
+
+// specOf checks a PUT body's shape and turns it into the service's spec.
+func specOf(b *putBody, kind service.Kind) (service.Spec, error) {
 	if b.Location == nil || *b.Location == "" {
-		return invalidField("location", "The location property is required for a %s.", c.res.Type())
+		return service.Spec{}, invalidField("location", "The location property is required for a %s.", kind.Type())
 	}
 	if b.Properties == nil || b.Properties.CreationData == nil {
-		return invalidField("properties.creationData", "properties.creationData is required: it says how the %s is created.", strings.TrimSuffix(string(c.res), "s"))
+		return service.Spec{}, invalidField("properties.creationData", "properties.creationData is required: it says how the %s is created.", strings.TrimSuffix(string(kind), "s"))
 	}
 	cd := b.Properties.CreationData
 	spec := service.Spec{
@@ -168,12 +182,7 @@ func (c *call) put() error {
 	if b.Sku != nil {
 		spec.Sku = b.Sku.Name
 	}
-	r, err := c.h.svc.Put(c.r.Context(), c.id(), spec)
-	if err != nil {
-		return err
-	}
-	c.writeResource(r)
-	return nil
+	return spec, nil
 }
 
 func (c *call) patch() error {

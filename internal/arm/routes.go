@@ -75,6 +75,13 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rest := route{segs: rt.segs[2:], lower: rt.lower[2:]}
+	// Deployment operations are also addressed without the provider
+	// segment (.../resourcegroups/{rg}/deployments/{name}/operations), as
+	// the SDK's DeploymentOperationsClient does.
+	if len(rest.lower) >= 5 && rest.lower[0] == "resourcegroups" && rest.lower[2] == "deployments" {
+		rest.segs = append(rest.segs[:2:2], append([]string{"providers", "Microsoft.Resources"}, rest.segs[2:]...)...)
+		rest.lower = append(rest.lower[:2:2], append([]string{"providers", "microsoft.resources"}, rest.lower[2:]...)...)
+	}
 	switch {
 	case rest.is():
 		return c.only(http.MethodGet, c.getSubscription)
@@ -86,6 +93,24 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 	case rest.is("resourcegroups", "*", "moveresources"):
 		c.group = rest.segs[1]
 		return c.only(http.MethodPost, c.moveResources)
+	case rest.is("resourcegroups", "*", "providers", "microsoft.resources", "deployments"):
+		c.group = rest.segs[1]
+		return c.only(http.MethodGet, c.listDeployments)
+	case rest.is("resourcegroups", "*", "providers", "microsoft.resources", "deployments", "*"):
+		c.group, c.name = rest.segs[1], rest.segs[5]
+		return c.deploymentMethods()
+	case rest.is("resourcegroups", "*", "providers", "microsoft.resources", "deployments", "*", "validate"):
+		c.group, c.name = rest.segs[1], rest.segs[5]
+		return c.only(http.MethodPost, c.validateDeployment)
+	case rest.is("resourcegroups", "*", "providers", "microsoft.resources", "deployments", "*", "operations"):
+		c.group, c.name = rest.segs[1], rest.segs[5]
+		return c.only(http.MethodGet, c.listOperations)
+	case rest.is("resourcegroups", "*", "providers", "microsoft.resources", "deployments", "*", "operations", "*"):
+		c.group, c.name = rest.segs[1], rest.segs[5]
+		return c.only(http.MethodGet, func() error { return c.getOperation(rest.segs[7]) })
+	case rest.is("resourcegroups", "*", "providers", "microsoft.resources", "deployments", "*", "operationstatuses", "*"):
+		c.group, c.name = rest.segs[1], rest.segs[5]
+		return c.only(http.MethodGet, func() error { return c.operationStatus(rest.segs[7]) })
 	case rest.is("resourcegroups", "*", "providers", "microsoft.compute", "*"):
 		c.group = rest.segs[1]
 		if err := c.kind(rest.lower[4]); err != nil {

@@ -114,7 +114,7 @@ func (s *Service) ListGroups(ctx context.Context, sub string) ([]*Group, error) 
 }
 
 // DeleteGroup deletes a resource group with every disk and snapshot in it,
-// active grants included. It reports whether the group existed.
+// active grants included, and its deployments' records. It reports whether the group existed.
 func (s *Service) DeleteGroup(ctx context.Context, sub, name string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -145,7 +145,22 @@ func (s *Service) DeleteGroup(ctx context.Context, sub, name string) (bool, erro
 			return true, err
 		}
 	}
-	return true, s.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(groupKey(sub, name)) })
+	return true, s.meta.Update(ctx, func(tx meta.Tx) error {
+		var keys [][]byte
+		p := deploymentsPrefix(sub, name)
+		if err := tx.Scan(p, prefixEnd(p), func(k, _ []byte) error {
+			keys = append(keys, append([]byte(nil), k...))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range append(keys, groupKey(sub, name)) {
+			if err := tx.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // prefixEnd returns the smallest key above every key starting with p.

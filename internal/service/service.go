@@ -95,6 +95,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if err := s.reconcile(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.failInterrupted(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
