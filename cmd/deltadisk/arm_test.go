@@ -401,3 +401,35 @@ func TestWireErrors(t *testing.T) {
 		t.Errorf("a refused PUT created the disk: %d", resp.StatusCode)
 	}
 }
+
+// TestExtensions: the usage endpoint and attach refusals of disks and
+// snapshots.
+func TestExtensions(t *testing.T) {
+	ctx := t.Context()
+	srv := startServer(t, t.TempDir(), "")
+	c := srv.clients(srv.creds.SubscriptionID, srv.defaultCredential())
+	c.group(t, "rg", "eastus")
+	disk := c.emptyDisk(t, "rg", "d", 2)
+	snap, err := c.snapshot(ctx, "rg", "s", *disk.ID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := srv.defaultCredential().GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{srv.creds.Audience + ".default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := srv.do(http.MethodGet, *snap.ID+"/usage?api-version=2024-03-02", tok.Token, nil)
+	var u map[string]int64
+	if err := json.Unmarshal(body, &u); resp.StatusCode != http.StatusOK || err != nil || u["sizeBytes"] != 2<<30 {
+		t.Fatalf("usage = %d %s", resp.StatusCode, body)
+	}
+	for _, k := range []string{"allocatedBytes", "changedBytes", "exclusiveBytes", "exclusiveStoredBytes"} {
+		if _, ok := u[k]; !ok {
+			t.Errorf("usage lacks %s: %s", k, body)
+		}
+	}
+	resp, body = srv.do(http.MethodPost, *snap.ID+"/attach?api-version=2024-03-02", tok.Token, nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("attach of a snapshot = %d %s, want 404 (no such action on snapshots)", resp.StatusCode, body)
+	}
+}

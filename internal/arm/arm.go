@@ -11,10 +11,12 @@
 package arm
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/url"
 
+	"github.com/deltadisk/deltadisk/internal/engine"
 	"github.com/deltadisk/deltadisk/internal/identity"
 	"github.com/deltadisk/deltadisk/internal/service"
 )
@@ -30,7 +32,26 @@ type Config struct {
 	// metadata az reads (/metadata/endpoints).
 	Authority string
 	Audience  string
-	Logger    *slog.Logger
+	// Attacher exports attached disks (deltadisk's NBD extension); nil
+	// refuses attach.
+	Attacher Attacher
+	Logger   *slog.Logger
+}
+
+// Attacher exposes a disk's volume while it is attached.
+type Attacher interface {
+	// Attach exports the volume under a name derived from the disk and
+	// returns how clients reach it.
+	Attach(ctx context.Context, disk string, volume engine.ID) (Export, error)
+	// Detach ends the export, closing its connections.
+	Detach(ctx context.Context, disk string) error
+}
+
+// Export is how an attached disk is reached.
+type Export struct {
+	NBDURI     string `json:"nbdUri"`
+	UnixSocket string `json:"unixSocket,omitempty"`
+	UnixURI    string `json:"nbdUnixUri,omitempty"`
 }
 
 // maxBody bounds ARM request bodies; a larger one is refused with 413.

@@ -14,13 +14,16 @@ import (
 // resourceJSON is a disk or snapshot on the wire: one shape for every
 // api-version (newer optional fields always present).
 type resourceJSON struct {
-	ID         string            `json:"id"`
-	Name       string            `json:"name"`
-	Type       string            `json:"type"`
-	Location   string            `json:"location"`
-	Tags       map[string]string `json:"tags"`
-	Sku        skuJSON           `json:"sku"`
-	Properties propertiesJSON    `json:"properties"`
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Type     string            `json:"type"`
+	Location string            `json:"location"`
+	Tags     map[string]string `json:"tags"`
+	Sku      skuJSON           `json:"sku"`
+	// ManagedBy names who holds an attached disk (deltadisk's NBD
+	// extension); Azure puts a VM's id there.
+	ManagedBy  string         `json:"managedBy,omitempty"`
+	Properties propertiesJSON `json:"properties"`
 }
 
 type skuJSON struct {
@@ -74,6 +77,9 @@ func resourceOf(r *service.Resource, now time.Time) resourceJSON {
 			TimeCreated: r.TimeCreated.UTC().Format(time.RFC3339Nano), DiskState: r.State(now),
 			NetworkAccessPolicy: "AllowAll", PublicNetworkAccess: "Enabled",
 		},
+	}
+	if r.Attached != nil {
+		out.ManagedBy = r.Attached.Holder
 	}
 	if r.Kind == service.KindSnapshot {
 		inc := r.Incremental

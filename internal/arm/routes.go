@@ -134,6 +134,18 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return c.only(http.MethodPost, c.grantAccess)
+	case rest.is("resourcegroups", "*", "providers", "microsoft.compute", "*", "*", "usage"):
+		c.group, c.name = rest.segs[1], rest.segs[5]
+		if err := c.kind(rest.lower[4]); err != nil {
+			return err
+		}
+		return c.only(http.MethodGet, c.usage)
+	case rest.is("resourcegroups", "*", "providers", "microsoft.compute", "disks", "*", "attach"):
+		c.group, c.name, c.res = rest.segs[1], rest.segs[5], service.KindDisk
+		return c.only(http.MethodPost, c.attach)
+	case rest.is("resourcegroups", "*", "providers", "microsoft.compute", "disks", "*", "detach"):
+		c.group, c.name, c.res = rest.segs[1], rest.segs[5], service.KindDisk
+		return c.only(http.MethodPost, c.detach)
 	case rest.is("resourcegroups", "*", "providers", "microsoft.compute", "*", "*", "endgetaccess"):
 		c.group, c.name = rest.segs[1], rest.segs[5]
 		if err := c.kind(rest.lower[4]); err != nil {

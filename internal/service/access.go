@@ -41,6 +41,8 @@ func (s *Service) GrantAccess(ctx context.Context, id ResourceID, access string,
 	now := s.now()
 	kind := strings.TrimSuffix(string(r.Kind), "s")
 	switch {
+	case r.Attached != nil:
+		return nil, notAllowed("Disk '%s' is attached (held by %s); no access can be granted until it is detached.", r.Name, r.Attached.Holder)
 	case r.GrantActive(now):
 		return nil, notAllowed("The %s '%s' already has an active SAS (state %s); only one is allowed at a time. Revoke it first.", kind, r.Name, r.State(now))
 	case r.Kind == KindSnapshot && access == AccessWrite:
@@ -195,6 +197,8 @@ func (s *Service) Move(ctx context.Context, sub, group, targetGroupID string, id
 			return err
 		}
 		switch {
+		case r.Attached != nil:
+			return notAllowed("Disk '%s' is attached; detach it before moving it.", r.Name)
 		case r.Incremental:
 			return notAllowed("Incremental snapshot '%s' cannot be moved to another resource group or subscription.", r.Name)
 		case r.GrantActive(now):

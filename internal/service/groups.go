@@ -141,6 +141,11 @@ func (s *Service) DeleteGroup(ctx context.Context, sub, name string) (bool, erro
 		return false, err
 	}
 	for _, r := range members {
+		if r.Attached != nil {
+			return true, notAllowed("Disk '%s' in resource group '%s' is attached (held by %s); detach it before deleting the group.", r.Name, name, r.Attached.Holder)
+		}
+	}
+	for _, r := range members {
 		if err := s.deleteLocked(ctx, r); err != nil {
 			return true, err
 		}

@@ -106,6 +106,8 @@ type Resource struct {
 	// Footer holds the 512 bytes written past an Upload disk's data.
 	Footer []byte `json:"footer,omitempty"`
 	Grant  *Grant `json:"grant,omitempty"`
+	// Attached is set while the disk is attached (exported over NBD).
+	Attached *Attachment `json:"attached,omitempty"`
 	// Version counts data-plane writes and Modified is the last one's time
 	// (TimeCreated before any): the blob's ETag and Last-Modified.
 	Version  int64     `json:"version,omitempty"`
@@ -132,6 +134,8 @@ func (r *Resource) GrantActive(now time.Time) bool {
 func (r *Resource) State(now time.Time) string {
 	active := r.GrantActive(now)
 	switch {
+	case r.Attached != nil:
+		return "Attached"
 	case active && r.Grant.Access == AccessWrite:
 		return "ActiveUpload"
 	case r.AwaitingUpload:

@@ -547,7 +547,7 @@ func (s *Service) resize(ctx context.Context, r *Resource, gb int64) error {
 		return invalid("properties.diskSizeGB", "diskSizeGB must be from 1 to %d; got %d.", maxDiskSizeGB, gb)
 	case gb<<30 < r.SizeBytes:
 		return notAllowed("Disk '%s' is %d GiB; shrinking a disk is not allowed.", r.Name, r.DiskSizeGB())
-	case r.GrantActive(now) || r.AwaitingUpload:
+	case r.GrantActive(now) || r.AwaitingUpload || r.Attached != nil:
 		return notAllowed("Disk '%s' is in state %s; a disk is resized only when Unattached.", r.Name, r.State(now))
 	}
 	if err := s.engine.Grow(ctx, r.Image, gb<<30); err != nil {
@@ -572,6 +572,9 @@ func (s *Service) Delete(ctx context.Context, id ResourceID) (bool, error) {
 	}
 	if err != nil {
 		return false, err
+	}
+	if r.Attached != nil {
+		return true, notAllowed("Disk '%s' is attached (held by %s); detach it before deleting it.", r.Name, r.Attached.Holder)
 	}
 	if r.GrantActive(s.now()) {
 		return true, notAllowed("%s '%s' has an active SAS (state %s); revoke access before deleting it.", strings.TrimSuffix(string(r.Kind), "s"), r.Name, r.State(s.now()))

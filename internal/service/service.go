@@ -98,6 +98,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if err := s.failInterrupted(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.detachAll(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

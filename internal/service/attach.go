@@ -1,0 +1,93 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/deltadisk/deltadisk/internal/engine"
+	"github.com/deltadisk/deltadisk/internal/meta"
+)
+
+// Attachment says who holds an attached disk (deltadisk's NBD extension).
+type Attachment struct {
+	Holder string    `json:"holder"`
+	Since  time.Time `json:"since"`
+}
+
+// Attach moves an unattached disk to Attached, held by holder; the disk
+// then takes no grants until Detach. Exposing its data (the NBD export) is
+// the caller's.
+func (s *Service) Attach(ctx context.Context, id ResourceID, holder string) (*Resource, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	switch {
+	case r.Kind != KindDisk:
+		return nil, notAllowed("Only a disk can be attached; '%s' is a snapshot.", r.Name)
+	case r.Attached != nil:
+		return nil, notAllowed("Disk '%s' is already attached (held by %s since %s); detach it first.", r.Name, r.Attached.Holder, r.Attached.Since.Format(time.RFC3339))
+	case r.State(now) != "Unattached":
+		return nil, notAllowed("Disk '%s' is in state %s; only an Unattached disk can be attached.", r.Name, r.State(now))
+	}
+	r.Attached = &Attachment{Holder: holder, Since: now.UTC()}
+	return r, s.meta.Update(ctx, func(tx meta.Tx) error { return putRecord(tx, resourceKey(r.ID()), r) })
+}
+
+// Detach moves an attached disk back to Unattached. Detaching a disk that
+// is not attached is not an error.
+func (s *Service) Detach(ctx context.Context, id ResourceID) (*Resource, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Attached == nil {
+		return r, nil
+	}
+	r.Attached = nil
+	return r, s.meta.Update(ctx, func(tx meta.Tx) error { return putRecord(tx, resourceKey(r.ID()), r) })
+}
+
+// detachAll ends the attachments a restart left behind: the exports that
+// served them are gone with the old process.
+func (s *Service) detachAll(ctx context.Context) error {
+	return s.meta.Update(ctx, func(tx meta.Tx) error {
+		var held []Resource
+		p := []byte(keyResource)
+		err := tx.Scan(p, prefixEnd(p), func(k, v []byte) error {
+			var r Resource
+			if err := unmarshal(k, v, &r); err != nil {
+				return err
+			}
+			if r.Attached != nil {
+				held = append(held, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range held {
+			s.log.Info("detaching a disk whose attachment ended with the last run", "disk", r.ID().String(), "holder", r.Attached.Holder)
+			r.Attached = nil
+			if err := putRecord(tx, resourceKey(r.ID()), &r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Usage returns a disk's or snapshot's space accounting.
+func (s *Service) Usage(ctx context.Context, id ResourceID) (engine.Usage, error) {
+	r, err := s.Get(ctx, id)
+	if err != nil {
+		return engine.Usage{}, err
+	}
+	return s.engine.Usage(ctx, r.Image)
+}
