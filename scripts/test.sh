@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Runs deltadisk's whole test suite on a Debian machine with Go, installing
-# first what the tests need (qemu-utils for the VHD cross-checks).
+# first what the tests need: qemu-utils for the VHD cross-checks, and
+# azure-cli, jq and curl for the scripted az session (TestAzSession).
 # In CI mode (DELTADISK_CI=1, set here) a test that skips is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v qemu-img >/dev/null || need+=(qemu-utils)
+command -v az >/dev/null || need+=(azure-cli)
+command -v jq >/dev/null || need+=(jq)
+command -v curl >/dev/null || need+=(curl)
+command -v nbdinfo >/dev/null || need+=(libnbd-bin)
 if ((${#need[@]})); then
 	sudo=""
 	[ "$(id -u)" = 0 ] || sudo=sudo

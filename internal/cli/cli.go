@@ -14,17 +14,41 @@ import (
 )
 
 // Main runs the command line args and returns the process exit code.
+//
+// The exit codes are az's, so that scripts can trust them: 0 on success,
+// 2 for a mistake in the command line, 3 when the resource does not
+// exist, 1 for any other failure (130 when interrupted).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout, stderr: stderr, getenv: os.Getenv, homeDir: os.UserHomeDir}
+	g := &globals{stdout: stdout, stderr: stderr, stdin: os.Stdin, getenv: os.Getenv, homeDir: os.UserHomeDir}
+	return g.run(ctx, args)
+}
+
+// run runs one command line and returns its exit code.
+func (g *globals) run(ctx context.Context, args []string) int {
 	root := newRootCommand(g)
 	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "ERROR:", err)
-		return 1
+	root.SetOut(g.stdout)
+	root.SetErr(g.stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
 	}
-	return 0
+	return report(ctx, g.stderr, cmd, err, !g.running)
+}
+
+// markRunning makes every command record in g that it began to run, so
+// that an error from before (cobra's parsing of the command line) is
+// told apart as a usage error.
+func markRunning(c *cobra.Command, g *globals) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			g.running = true
+			return run(cmd, args)
+		}
+	}
+	for _, sub := range c.Commands() {
+		markRunning(sub, g)
+	}
 }
 
 // globals holds what every command shares. The process's environment is
@@ -32,8 +56,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // their own.
 type globals struct {
 	stdout, stderr io.Writer
+	stdin          io.Reader // confirmation prompts, on a terminal only
 	getenv         func(string) string
 	homeDir        func() (string, error)
+
+	// client holds the client commands' shared flags.
+	client clientOptions
+	// running is set once a command's RunE starts.
+	running bool
 }
 
 func newRootCommand(g *globals) *cobra.Command {
@@ -44,7 +74,9 @@ func newRootCommand(g *globals) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newServeCommand(g))
+	root.AddCommand(newVersionCommand(), newServeCommand(g), newAzSetupCommand(g),
+		newGroupCommand(g), newDiskCommand(g), newSnapshotCommand(g))
+	markRunning(root, g)
 	return root
 }
 

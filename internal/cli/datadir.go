@@ -20,6 +20,7 @@ const (
 	formatFileName      = "deltadisk.json"   // {"format": 1}, written first
 	metaFileName        = "meta.db"          // bbolt
 	chunksDirName       = "chunks"           // local pack files
+	nbdSocketName       = "nbd.sock"         // NBD exports of attached disks
 	stateFileName       = "identity.json"    // tenant, subscription, principal, signing key (0600)
 	credentialsFileName = "credentials.json" // for clients, rewritten at every start (0600)
 	tlsDirName          = "tls"              // CA and server certificate (keys 0600)

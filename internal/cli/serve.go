@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/deltadisk/deltadisk/internal/engine"
 	"github.com/deltadisk/deltadisk/internal/identity"
 	"github.com/deltadisk/deltadisk/internal/meta/bolt"
+	"github.com/deltadisk/deltadisk/internal/nbd"
 	"github.com/deltadisk/deltadisk/internal/server"
 	"github.com/deltadisk/deltadisk/internal/service"
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +44,7 @@ const (
 type serveOptions struct {
 	dataDir   string
 	listen    string
+	nbdListen string
 	publicURL string
 	config    string
 	tlsCert   string
@@ -52,6 +55,7 @@ type serveOptions struct {
 func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory of the embedded stores, keys and credentials.json (default $DELTADISK_DATA_DIR, else ~/.local/share/deltadisk)")
 	fs.StringVar(&o.listen, "listen", defaultListen, "TCP address to serve HTTPS on; port 0 picks a free port")
+	fs.StringVar(&o.nbdListen, "nbd-listen", "127.0.0.1:0", "TCP address to serve attached disks on over NBD (also on the unix socket DIR/nbd.sock)")
 	fs.StringVar(&o.publicURL, "public-url", "", "URL clients reach the server at, used in credentials.json, SAS URLs and links (default https:// + the listen address)")
 	fs.StringVar(&o.config, "config", "", "JSON file with extra subscriptions, principals, regions and policy (see README)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate to serve instead of the generated one (with --tls-key)")
@@ -191,12 +195,35 @@ func runServe(ctx context.Context, g *globals, opts serveOptions, _ []string) (e
 	if err != nil {
 		return err
 	}
+	// Attached disks are served over NBD on loopback TCP and a unix
+	// socket in the data dir.
+	nbdSrv := nbd.NewServer(nbd.Config{Logger: log})
+	nbdTCP, err := net.Listen("tcp", opts.nbdListen)
+	if err != nil {
+		return fmt.Errorf("--nbd-listen: %w", err)
+	}
+	nbdCtx, stopNBD := context.WithCancel(context.WithoutCancel(ctx))
+	var nbdWG sync.WaitGroup
+	defer func() {
+		stopNBD()
+		nbdWG.Wait()
+	}()
+	nbdWG.Go(func() { _ = nbdSrv.Serve(nbdCtx, nbdTCP) })
+	socket := filepath.Join(dir, nbdSocketName)
+	_ = os.Remove(socket) // left by a server that did not stop cleanly; the meta lock says none runs now
+	if nbdUnix, err := net.Listen("unix", socket); err != nil {
+		log.Warn("not serving NBD on a unix socket", "path", socket, "err", err)
+		socket = ""
+	} else {
+		nbdWG.Go(func() { _ = nbdSrv.Serve(nbdCtx, nbdUnix) })
+	}
 	armHandler := arm.New(arm.Config{
 		Service:   svc,
 		Identity:  id,
 		PublicURL: pub,
 		Authority: authority,
 		Audience:  audience,
+		Attacher:  server.NewAttachments(nbdSrv, eng, nbdTCP.Addr().String(), socket),
 		Logger:    log,
 	})
 

@@ -1,0 +1,59 @@
+// Package nbd serves block devices to Network Block Device clients (qemu,
+// libnbd's nbdcopy and nbdinfo, the Linux nbd driver): a small server of our
+// own for the fixed newstyle protocol, with simple replies only. deltadisk
+// uses it to attach a disk: the disk's volume becomes an export that a client
+// reads and writes until the export is removed (detach).
+//
+// # Protocol
+//
+// The handshake is fixed newstyle with NBD_FLAG_NO_ZEROES. Options:
+// NBD_OPT_EXPORT_NAME, NBD_OPT_GO and NBD_OPT_INFO (NBD_INFO_EXPORT and
+// NBD_INFO_BLOCK_SIZE always, NBD_INFO_NAME on request), NBD_OPT_LIST and
+// NBD_OPT_ABORT. Everything else, TLS, structured replies, metadata contexts
+// and extended headers included, gets NBD_REP_ERR_UNSUP, so every reply in
+// transmission is a simple reply. An unknown export gets
+// NBD_REP_ERR_UNKNOWN (or, after NBD_OPT_EXPORT_NAME, which cannot carry an
+// error, a hard disconnect).
+//
+// Commands: READ, WRITE, FLUSH, TRIM, WRITE_ZEROES (NO_HOLE and FAST_ZERO
+// accepted) and DISC; FUA is accepted on all of them. CACHE, BLOCK_STATUS
+// and unknown commands or flags get EINVAL. Requests are pipelined: each
+// connection runs up to [Config.MaxInFlight] requests at once, replies go
+// out in completion order, one at a time.
+//
+// # Durability and flush
+//
+// A [Device] write is durable when it returns, and the server replies to a
+// write (WRITE, WRITE_ZEROES, TRIM) only after its Device calls returned. So
+// every acknowledged write is already durable: FUA needs no extra work, and
+// FLUSH is a barrier that is answered once every write the export had
+// received before the flush, on any of its connections, has finished. That is
+// more than the protocol asks (only writes already answered) and it is what
+// makes NBD_FLAG_CAN_MULTI_CONN safe to advertise: there is no per-connection
+// cache, every connection reads and writes the same Device, and a flush on one
+// connection covers writes completed on all of them.
+//
+// # Alignment
+//
+// A Device sees only offsets and lengths that are multiples of [SectorSize].
+// The server advertises NBD_INFO_BLOCK_SIZE (minimum 512, preferred 64 KiB,
+// maximum 4 MiB), but it does not rely on clients obeying it: a client that
+// used NBD_OPT_EXPORT_NAME never saw it, and the protocol's defaults are a
+// minimum of 1 byte and requests up to 32 MiB. So:
+//   - an unaligned read reads the covering sectors and returns the slice asked for;
+//   - an unaligned WRITE or WRITE_ZEROES writes its aligned middle directly and
+//     each partial sector at its edges by read-modify-write;
+//   - an unaligned TRIM zeroes only the whole sectors inside it (trim is a hint);
+//   - writes to overlapping sectors never run at once (a range lock per export,
+//     across connections), so a read-modify-write cannot undo a concurrent
+//     write to the other bytes of its sector.
+//
+// # Limits and errors
+//
+// READ and WRITE longer than [Config.MaxRequest] (default 32 MiB) get EINVAL;
+// the payload of such a write is read and discarded, never buffered. Reads
+// out of range, and trims, get EINVAL; writes out of range ENOSPC; writes to
+// a read-only export EPERM. A Device error becomes ENOSPC when it wraps
+// [ErrNoSpace] (or ENOSPC, EDQUOT, EFBIG), ESHUTDOWN while the server stops,
+// and EIO otherwise; its text is logged, never sent.
+package nbd
