@@ -7,3 +7,6 @@ func PendingPuts(s *Store) int {
 	defer s.mu.Unlock()
 	return len(s.pending)
 }
+
+// WorthCompressing exposes the compression probe to the tests.
+var WorthCompressing = worthCompressing

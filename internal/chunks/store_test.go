@@ -700,3 +700,22 @@ func TestRefString(t *testing.T) {
 		}
 	}
 }
+
+// TestWorthCompressing: random data skips the compression attempt; data
+// that is compressible anywhere the probes look is compressed.
+func TestWorthCompressing(t *testing.T) {
+	random := randomBytes(7, 64<<10)
+	if chunks.WorthCompressing(random) {
+		t.Errorf("random 64 KiB chunk judged compressible")
+	}
+	for _, at := range []int{0, 32 << 10, 62 << 10} {
+		p := bytes.Clone(random)
+		clear(p[at : at+2<<10])
+		if !chunks.WorthCompressing(p) {
+			t.Errorf("a zero run at %d was missed", at)
+		}
+	}
+	if !chunks.WorthCompressing(random[:1024]) {
+		t.Errorf("small chunks must always be tried")
+	}
+}
