@@ -37,7 +37,7 @@ it and read it back.`,
 	cmd.AddCommand(
 		newDiskCreateCommand(g), newDiskShowCommand(g), newDiskListCommand(g), newDiskUpdateCommand(g),
 		newDiskDeleteCommand(g), newDiskGrantAccessCommand(g), newDiskRevokeAccessCommand(g),
-		newDiskAttachCommand(g), newDiskDetachCommand(g),
+		newDiskAttachCommand(g), newDiskDetachCommand(g), newDiskUploadCommand(g), newDiskDownloadCommand(g),
 	)
 	return cmd
 }

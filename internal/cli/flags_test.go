@@ -72,13 +72,14 @@ func TestClientCommandTree(t *testing.T) {
 }
 
 // TestClientCommandsExist pins the command set: az's, plus deltadisk's
-// own (attach, detach, usage).
+// own (attach, detach, usage) and the data commands (upload, download,
+// diff).
 func TestClientCommandsExist(t *testing.T) {
 	root := newRootCommand(&globals{})
 	want := map[string][]string{
 		"group":    {"create", "delete", "list", "show"},
-		"disk":     {"attach", "create", "delete", "detach", "grant-access", "list", "revoke-access", "show", "update"},
-		"snapshot": {"create", "delete", "grant-access", "list", "revoke-access", "show", "usage"},
+		"disk":     {"attach", "create", "delete", "detach", "download", "grant-access", "list", "revoke-access", "show", "update", "upload"},
+		"snapshot": {"create", "delete", "diff", "download", "grant-access", "list", "revoke-access", "show", "usage"},
 	}
 	for group, subs := range want {
 		c, _, err := root.Find([]string{group})
