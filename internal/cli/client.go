@@ -337,3 +337,18 @@ func (c *client) resolveDisk(ctx context.Context, group, disk string) (armcomput
 	res, err := c.disks.Get(ctx, group, disk, nil)
 	return res.Disk, err
 }
+
+// drain reads every page of an SDK pager and returns the items.
+func drain[P, T any](ctx context.Context, pager *runtime.Pager[P], items func(P) []*T) ([]T, error) {
+	var out []T
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items(page) {
+			out = append(out, *it)
+		}
+	}
+	return out, nil
+}

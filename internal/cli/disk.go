@@ -287,30 +287,12 @@ func runDiskList(ctx context.Context, g *globals, cmd *cobra.Command, opts diskL
 
 // listDisks lists a group's disks, or the subscription's for no group.
 func (c *client) listDisks(ctx context.Context, group string) ([]armcompute.Disk, error) {
-	var disks []armcompute.Disk
-	add := func(page armcompute.DiskList) {
-		for _, d := range page.Value {
-			disks = append(disks, *d)
-		}
-	}
 	if group != "" {
-		for p := c.disks.NewListByResourceGroupPager(group, nil); p.More(); {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				return nil, err
-			}
-			add(page.DiskList)
-		}
-		return disks, nil
+		return drain(ctx, c.disks.NewListByResourceGroupPager(group, nil),
+			func(p armcompute.DisksClientListByResourceGroupResponse) []*armcompute.Disk { return p.Value })
 	}
-	for p := c.disks.NewListPager(nil); p.More(); {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		add(page.DiskList)
-	}
-	return disks, nil
+	return drain(ctx, c.disks.NewListPager(nil),
+		func(p armcompute.DisksClientListResponse) []*armcompute.Disk { return p.Value })
 }
 
 type diskUpdateOptions struct {

@@ -257,30 +257,12 @@ func runSnapshotList(ctx context.Context, g *globals, cmd *cobra.Command, opts s
 // listSnapshots lists a group's snapshots, or the subscription's for no
 // group.
 func (c *client) listSnapshots(ctx context.Context, group string) ([]armcompute.Snapshot, error) {
-	var snaps []armcompute.Snapshot
-	add := func(page armcompute.SnapshotList) {
-		for _, s := range page.Value {
-			snaps = append(snaps, *s)
-		}
-	}
 	if group != "" {
-		for p := c.snapshots.NewListByResourceGroupPager(group, nil); p.More(); {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				return nil, err
-			}
-			add(page.SnapshotList)
-		}
-		return snaps, nil
+		return drain(ctx, c.snapshots.NewListByResourceGroupPager(group, nil),
+			func(p armcompute.SnapshotsClientListByResourceGroupResponse) []*armcompute.Snapshot { return p.Value })
 	}
-	for p := c.snapshots.NewListPager(nil); p.More(); {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		add(page.SnapshotList)
-	}
-	return snaps, nil
+	return drain(ctx, c.snapshots.NewListPager(nil),
+		func(p armcompute.SnapshotsClientListResponse) []*armcompute.Snapshot { return p.Value })
 }
 
 // family lists a disk's incremental snapshots (in the group, or the
