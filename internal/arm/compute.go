@@ -52,6 +52,9 @@ type propertiesJSON struct {
 	PublicNetworkAccess         string           `json:"publicNetworkAccess"`
 	Incremental                 *bool            `json:"incremental,omitempty"`
 	IncrementalSnapshotFamilyID string           `json:"incrementalSnapshotFamilyId,omitempty"`
+	// CompletionPercent and CopyCompletionError show a CopyStart copy.
+	CompletionPercent   *float64           `json:"completionPercent,omitempty"`
+	CopyCompletionError *service.CopyError `json:"copyCompletionError,omitempty"`
 }
 
 func tierOf(sku string) string {
@@ -80,6 +83,11 @@ func resourceOf(r *service.Resource, now time.Time) resourceJSON {
 	}
 	if r.Attached != nil {
 		out.ManagedBy = r.Attached.Holder
+	}
+	if r.Copy != nil {
+		pct := r.Copy.Percent
+		out.Properties.CompletionPercent = &pct
+		out.Properties.CopyCompletionError = r.Copy.Error
 	}
 	if r.Kind == service.KindSnapshot {
 		inc := r.Incremental
@@ -162,6 +170,7 @@ func (c *call) put() error {
 	if err != nil {
 		return err
 	}
+	spec.APIVersion = c.r.URL.Query().Get("api-version")
 	r, err := c.h.svc.Put(c.r.Context(), c.id(), spec)
 	if err != nil {
 		return err

@@ -18,10 +18,19 @@ func (c *call) usage() error {
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, map[string]int64{
+	out := map[string]any{
 		"sizeBytes": u.Size, "allocatedBytes": u.Allocated, "changedBytes": u.Changed,
 		"exclusiveBytes": u.Exclusive, "exclusiveStoredBytes": u.ExclusiveStored,
-	})
+	}
+	// The transfer accounting of a CopyStart copy: what the diff listed,
+	// what crossed the transport, what was written in the target region.
+	if r, err := c.h.svc.Get(c.r.Context(), c.id()); err == nil && r.Copy != nil {
+		out["copy"] = map[string]any{
+			"diffBytes": r.Copy.DiffBytes, "bytesRead": r.Copy.BytesRead, "bytesWritten": r.Copy.BytesWritten,
+			"full": r.Copy.Full, "percent": r.Copy.Percent, "done": r.Copy.Done,
+		}
+	}
+	writeJSON(c.w, http.StatusOK, out)
 	return nil
 }
 

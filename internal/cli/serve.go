@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -241,6 +243,16 @@ func runServe(ctx context.Context, g *globals, opts serveOptions, _ []string) (e
 	}
 	lnOwned = false
 
+	// Cross-region copies read their sources through this server's own data
+	// plane, trusting its certificate.
+	transportClient, err := httpClientTrusting(caFile)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
+	stopCopies := svc.StartCopier(ctx, server.NewTransport(svc, id, pub, transportClient, reg))
+	defer stopCopies()
+
 	credPath := filepath.Join(dir, credentialsFileName)
 	if err := writeCredentials(credPath, credentials{
 		TenantID:           st.TenantID,
@@ -267,6 +279,22 @@ func runServe(ctx context.Context, g *globals, opts serveOptions, _ []string) (e
 
 	fmt.Fprintf(g.stderr, "deltadisk serving %s (credentials: %s)\n", pub, credPath)
 	return srv.Run(ctx)
+}
+
+// httpClientTrusting returns an HTTP client that trusts the PEM certificates
+// in file.
+func httpClientTrusting(file string) (*http.Client, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	return &http.Client{Transport: tr}, nil
 }
 
 // derivePublicURL returns the URL clients reach the server at: the

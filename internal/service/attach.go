@@ -89,5 +89,8 @@ func (s *Service) Usage(ctx context.Context, id ResourceID) (engine.Usage, error
 	if err != nil {
 		return engine.Usage{}, err
 	}
+	if r.Image == 0 {
+		return engine.Usage{Size: r.SizeBytes}, nil // a copy still waiting for its data
+	}
 	return s.engine.Usage(ctx, r.Image)
 }

@@ -106,6 +106,9 @@ type Resource struct {
 	// Footer holds the 512 bytes written past an Upload disk's data.
 	Footer []byte `json:"footer,omitempty"`
 	Grant  *Grant `json:"grant,omitempty"`
+	// Copy is set on the target of a CopyStart copy; until it is done the
+	// snapshot holds no data (Image is 0).
+	Copy *CopyState `json:"copy,omitempty"`
 	// Attached is set while the disk is attached (exported over NBD).
 	Attached *Attachment `json:"attached,omitempty"`
 	// Version counts data-plane writes and Modified is the last one's time

@@ -29,6 +29,8 @@ type Spec struct {
 	OSType       string
 	// HyperVGeneration defaults to V1.
 	HyperVGeneration string
+	// APIVersion is the request's, for the options that need a newer one.
+	APIVersion string
 }
 
 // Patch is what a PATCH changes; nil or zero fields stay as they are.
@@ -233,7 +235,7 @@ func (s *Service) Put(ctx context.Context, id ResourceID, spec Spec) (*Resource,
 	r.CreationData.CreateOption = opt
 	switch {
 	case opt == createCopyStart:
-		return nil, invalid("properties.creationData.createOption", "createOption CopyStart (cross-region copy) is not available in this version of deltadisk.")
+		return s.copyStart(ctx, r, region, spec)
 	case opt == createCopy:
 		return s.createCopy(ctx, r, region, spec)
 	case id.Kind == KindSnapshot:
@@ -310,6 +312,9 @@ func (s *Service) createCopy(ctx context.Context, r *Resource, region Region, sp
 	}
 	r.CreationData.SourceResourceID = src.ID().String()
 	r.CreationData.SourceUniqueID = src.UniqueID
+	if src.Image == 0 {
+		return nil, notAllowed("The source snapshot '%s' is a copy that holds no data yet (or failed); use it once its copy is complete.", src.Name)
+	}
 	if src.AwaitingUpload {
 		return nil, notAllowed("The source disk '%s' is awaiting an upload (state %s) and holds no data to copy.", src.Name, src.State(s.now()))
 	}
@@ -596,10 +601,18 @@ func (s *Service) deleteLocked(ctx context.Context, r *Resource) error {
 				return err
 			}
 		}
+		if r.Copy != nil && !r.Copy.Done {
+			if err := s.releaseLines(tx, r.ID()); err != nil {
+				return err
+			}
+		}
 		return tx.Delete(resourceKey(r.ID()))
 	})
 	if err != nil {
 		return err
+	}
+	if r.Image == 0 { // a copy target still waiting for its data
+		return nil
 	}
 	return s.engine.Delete(ctx, r.Image)
 }
@@ -614,12 +627,24 @@ func (s *Service) reconcile(ctx context.Context) error {
 	err = s.meta.View(ctx, func(tx meta.Tx) error {
 		clear(used)
 		p := []byte(keyResource)
-		return tx.Scan(p, prefixEnd(p), func(k, v []byte) error {
+		err := tx.Scan(p, prefixEnd(p), func(k, v []byte) error {
 			var r Resource
 			if err := unmarshal(k, v, &r); err != nil {
 				return err
 			}
 			used[r.Image] = true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		p = []byte(keyCopyLine)
+		return tx.Scan(p, prefixEnd(p), func(k, v []byte) error {
+			var l copyLine
+			if err := unmarshal(k, v, &l); err != nil {
+				return err
+			}
+			used[l.Volume] = true
 			return nil
 		})
 	})

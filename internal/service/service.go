@@ -61,6 +61,8 @@ type Service struct {
 	now     func() time.Time
 	log     *slog.Logger
 
+	copies copier
+
 	// mu serialises mutations: each one pairs a metadata transaction with
 	// engine operations, and the rules (rate windows, family limits) read
 	// state that a concurrent mutation could change in between.
