@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -145,4 +146,27 @@ func (c clients) mustSnapshotFull(t *testing.T, rg, name, source string) armcomp
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestCLISnapshotCopy: `deltadisk snapshot copy` starts a CopyStart copy and
+// follows it to the end, printing the finished copy.
+func TestCLISnapshotCopy(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "")
+	c := srv.clients(srv.creds.SubscriptionID, srv.defaultCredential())
+	c.group(t, "east", "eastus")
+	disk := c.emptyDisk(t, "east", "d", 1)
+	c.mustSnapshot(t, "east", "s1", *disk.ID)
+	cmd := exec.Command(binary, "snapshot", "copy", "--data-dir", srv.dir, "-g", "east", "-n", "s1", "--to-region", "westus",
+		"--query", "[name, completionPercent, incremental]", "-o", "tsv")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("snapshot copy: %v\n%s", err, out)
+	}
+	if got := strings.Join(strings.Fields(string(out)), " "); got != "s1-westus 100 true" {
+		t.Errorf("snapshot copy printed %q", out)
+	}
+	s, err := c.snapshots.Get(t.Context(), "east", "s1-westus", nil)
+	if err != nil || *s.Location != "westus" || *s.Properties.CompletionPercent != 100 {
+		t.Fatalf("the copy: %v", err)
+	}
 }

@@ -79,7 +79,7 @@ func TestClientCommandsExist(t *testing.T) {
 	want := map[string][]string{
 		"group":    {"create", "delete", "list", "show"},
 		"disk":     {"attach", "create", "delete", "detach", "download", "grant-access", "list", "revoke-access", "show", "update", "upload"},
-		"snapshot": {"create", "delete", "diff", "download", "grant-access", "list", "revoke-access", "show", "usage"},
+		"snapshot": {"copy", "create", "delete", "diff", "download", "grant-access", "list", "revoke-access", "show", "usage"},
 	}
 	for group, subs := range want {
 		c, _, err := root.Find([]string{group})

@@ -40,7 +40,7 @@ disk's incremental snapshots form its family: list it with
 	cmd.AddCommand(
 		newSnapshotCreateCommand(g), newSnapshotShowCommand(g), newSnapshotListCommand(g), newSnapshotDeleteCommand(g),
 		newSnapshotGrantAccessCommand(g), newSnapshotRevokeAccessCommand(g), newSnapshotUsageCommand(g),
-		newSnapshotDownloadCommand(g), newSnapshotDiffCommand(g),
+		newSnapshotDownloadCommand(g), newSnapshotDiffCommand(g), newSnapshotCopyCommand(g),
 	)
 	return cmd
 }
