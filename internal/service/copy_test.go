@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,4 +163,60 @@ func TestCopyResumes(t *testing.T) {
 	if r := f.waitCopy(t, target); r.Copy.Error != nil || r.Image == 0 {
 		t.Fatalf("resumed copy = %+v", *r.Copy)
 	}
+}
+
+// blockingTransport holds every copy in Changes until released.
+type blockingTransport struct {
+	engineTransport
+	release chan struct{}
+}
+
+func (t blockingTransport) Changes(ctx context.Context, src, prev *service.Resource) ([]engine.Extent, error) {
+	select {
+	case <-t.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return t.engineTransport.Changes(ctx, src, prev)
+}
+
+// TestCopyLimits: a second copy of one disk into a region while one runs is
+// refused, and so is a copy beyond the per-region limit; once the running
+// copy ends, the next one is allowed.
+func TestCopyLimits(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, func(c *service.Config) { c.Policy.MaxCopiesPerRegion = 1 })
+	release := make(chan struct{})
+	stop := f.s.StartCopier(ctx, blockingTransport{engineTransport{f.e}, release})
+	defer stop()
+	d := f.disk(t, diskID("d"), 1)
+	e := f.disk(t, diskID("e"), 1)
+	s1, _ := f.snapshot(t, snapID("s1"), d.ID().String(), true)
+	f.now = f.now.Add(time.Second)
+	s2, _ := f.snapshot(t, snapID("s2"), d.ID().String(), true)
+	t1, _ := f.snapshot(t, snapID("t1"), e.ID().String(), true)
+	west := func(name string) service.ResourceID {
+		return service.ResourceID{Subscription: sub, Group: "west", Kind: service.KindSnapshot, Name: name}
+	}
+	copyOf := func(name string, src *service.Resource) error {
+		_, err := f.s.Put(ctx, west(name), service.Spec{Location: "westus",
+			CreationData: service.CreationData{CreateOption: "CopyStart", SourceResourceID: src.ID().String()}})
+		return err
+	}
+	if err := copyOf("c1", s1); err != nil {
+		t.Fatal(err)
+	}
+	err := copyOf("c2", s2)
+	wantCode(t, err, service.ErrConflict, "OperationNotAllowed")
+	if !strings.Contains(err.Error(), "one at a time") && !strings.Contains(err.Error(), "at most 1") {
+		t.Errorf("refusal %q names neither rule", err)
+	}
+	err = copyOf("u1", t1) // another disk: the region's limit of 1 applies
+	wantCode(t, err, service.ErrConflict, "OperationNotAllowed")
+	close(release)
+	f.waitCopy(t, west("c1"))
+	if err := copyOf("c2", s2); err != nil {
+		t.Fatalf("copy after the running one ended: %v", err)
+	}
+	f.waitCopy(t, west("c2"))
 }
