@@ -65,6 +65,7 @@ type Backend struct {
 	fs   FS
 	log  *slog.Logger
 	dirs sync.Map // directories known to exist durably
+	open fileCache
 }
 
 // Open opens the directory cfg.Dir, creating it if needed, and removes stale
@@ -194,6 +195,7 @@ func (b *Backend) Put(ctx context.Context, name string, data []byte) error {
 	}
 	if err == nil {
 		err = b.fs.Rename(f.Name(), p)
+		b.open.forget(p) // a cached file would still read the replaced object
 	}
 	if err != nil {
 		b.fs.Remove(f.Name()) // best effort; Open removes it later otherwise
@@ -223,15 +225,15 @@ func (b *Backend) ReadAt(ctx context.Context, name string, p []byte, off int64) 
 	if off < 0 {
 		return fmt.Errorf("local: read %s: negative offset %d", name, off)
 	}
-	f, err := b.fs.Open(path)
+	of, err := b.open.acquire(path, b.fs.Open)
 	if notFound(err) {
 		return chunks.ErrNotFound
 	}
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	n, err := f.ReadAt(p, off)
+	defer b.open.release(of)
+	n, err := of.f.ReadAt(p, off)
 	switch {
 	case n == len(p):
 		return nil
@@ -254,7 +256,9 @@ func (b *Backend) Delete(ctx context.Context, name string) error {
 	}
 	// The directory is not synced: a crash may bring the file back, and
 	// deleting it again is what GC does with an unreferenced pack anyway.
-	if err := b.fs.Remove(p); err != nil && !notFound(err) {
+	err = b.fs.Remove(p)
+	b.open.forget(p) // after the remove: a reader cannot cache it again
+	if err != nil && !notFound(err) {
 		return err
 	}
 	return nil
@@ -306,4 +310,7 @@ func (b *Backend) list(ctx context.Context, dir, prefix string, fn func(name str
 }
 
 // Close does nothing: a Backend holds no open files between calls.
-func (b *Backend) Close() error { return nil }
+func (b *Backend) Close() error {
+	b.open.closeAll()
+	return nil
+}
