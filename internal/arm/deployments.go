@@ -269,6 +269,7 @@ func (c *call) checkPlan(plan *template.Plan) ([]step, error) {
 			}
 			return nil, err
 		}
+		spec.APIVersion = r.APIVersion
 		steps = append(steps, step{res: r, id: service.ResourceID{Subscription: c.sub, Group: c.group, Kind: kind, Name: r.Name}, spec: spec})
 	}
 	return steps, nil

@@ -163,6 +163,27 @@ func (s *Service) SystemGrant(ctx context.Context, id ResourceID, d time.Duratio
 	return g, nil
 }
 
+// endSystemGrants ends the system grants of an earlier run: the copies
+// that used them hold them no more.
+func (s *Service) endSystemGrants(ctx context.Context) error {
+	return s.meta.Update(ctx, func(tx meta.Tx) error {
+		var keys [][]byte
+		p := []byte(keySystemGrant)
+		if err := tx.Scan(p, prefixEnd(p), func(k, _ []byte) error {
+			keys = append(keys, append([]byte(nil), k...))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := tx.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // EndSystemGrant ends a grant SystemGrant started.
 func (s *Service) EndSystemGrant(ctx context.Context, grantID string) error {
 	return s.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete([]byte(keySystemGrant + grantID)) })

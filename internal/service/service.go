@@ -103,6 +103,9 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 	if err := s.detachAll(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.endSystemGrants(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
