@@ -63,6 +63,8 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	c := &call{h: h, w: w, r: r, caller: caller, rt: rt}
 	switch {
+	case rt.is("deltadisk", "admin", "*"):
+		return c.only(http.MethodPost, func() error { return c.admin(rt.lower[2]) })
 	case rt.is("subscriptions"):
 		return c.only(http.MethodGet, c.listSubscriptions)
 	case rt.is("tenants"):

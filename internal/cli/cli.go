@@ -74,7 +74,7 @@ func newRootCommand(g *globals) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newServeCommand(g), newAzSetupCommand(g),
+	root.AddCommand(newVersionCommand(), newServeCommand(g), newAzSetupCommand(g), newAdminCommand(g),
 		newGroupCommand(g), newDiskCommand(g), newSnapshotCommand(g))
 	markRunning(root, g)
 	return root

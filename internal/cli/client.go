@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -253,11 +254,19 @@ func findSubscription(ctx context.Context, cred azcore.TokenCredential, opts *ar
 // the id plus the action, such as "/usage") and decodes the 200 answer's
 // JSON into out, unless out is nil.
 func (c *client) do(ctx context.Context, method, path string, out any) error {
+	return c.doQuery(ctx, method, path, nil, out)
+}
+
+// doQuery is do with query parameters beside the api-version.
+func (c *client) doQuery(ctx context.Context, method, path string, query url.Values, out any) error {
 	req, err := runtime.NewRequest(ctx, method, runtime.JoinPaths(c.raw.Endpoint(), path))
 	if err != nil {
 		return err
 	}
 	q := req.Raw().URL.Query()
+	for k, vs := range query {
+		q[k] = vs
+	}
 	q.Set("api-version", extensionAPIVersion)
 	req.Raw().URL.RawQuery = q.Encode()
 	req.Raw().Header.Set("Accept", "application/json")

@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+func newAdminCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "admin",
+		Short: "Run maintenance inside a running server",
+		Long: `Run maintenance inside a running deltadisk server, which holds the embedded
+store's lock. These commands need the Owner role on the server's default
+subscription (the service principal of credentials.json has it).`,
+		Example: `  deltadisk admin check
+  deltadisk admin check --read-data -o table
+  deltadisk admin gc`,
+		Args:              cobra.NoArgs,
+		RunE:              showHelp,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return g.client.prepare(cmd) },
+	}
+	g.client.addFlags(cmd.PersistentFlags())
+	cmd.AddCommand(newAdminCheckCommand(g), newAdminGCCommand(g))
+	return cmd
+}
+
+type adminCheckOptions struct{ readData bool }
+
+func (o *adminCheckOptions) addFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.readData, "read-data", false, "also read every chunk and verify its hash (reads all stored data)")
+}
+
+func newAdminCheckCommand(g *globals) *cobra.Command {
+	var opts adminCheckOptions
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Check the store's consistency",
+		Long: `Check every invariant between images, lineages, generations, the block map,
+the changed sets, the chunk index and the pack files, and list the problems
+found. The command fails (exit 1) when there is any.`,
+		Example: `  deltadisk admin check
+  deltadisk admin check --read-data --query problems`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runAdminCheck(cmd.Context(), g, cmd, opts) },
+	}
+	opts.addFlags(cmd.Flags())
+	return cmd
+}
+
+func runAdminCheck(ctx context.Context, g *globals, cmd *cobra.Command, opts adminCheckOptions) error {
+	c, err := connect(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	var rep map[string]any
+	q := url.Values{"readData": {strconv.FormatBool(opts.readData)}}
+	if err := c.doQuery(ctx, http.MethodPost, "/deltadisk/admin/check", q, &rep); err != nil {
+		return err
+	}
+	if err := g.output(cmd, rep, nil); err != nil {
+		return err
+	}
+	if problems, _ := rep["problems"].([]any); len(problems) > 0 {
+		return &inconsistentError{n: len(problems)}
+	}
+	return nil
+}
+
+type inconsistentError struct{ n int }
+
+func (e *inconsistentError) Error() string {
+	return "the store has " + strconv.Itoa(e.n) + " consistency problems (listed above)"
+}
+
+func newAdminGCCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "gc",
+		Short: "Collect unreferenced chunks and compact packs now",
+		Long: `Remove chunks no block references, delete packs that hold no live chunk, and
+rewrite packs that are mostly garbage or small. The server also does this
+every ten minutes; packs younger than the grace period are left alone.`,
+		Example: `  deltadisk admin gc`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := connect(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			var st map[string]any
+			if err := c.do(cmd.Context(), http.MethodPost, "/deltadisk/admin/gc", &st); err != nil {
+				return err
+			}
+			return g.output(cmd, st, nil)
+		},
+	}
+}
