@@ -38,7 +38,8 @@ func (r CheckReport) Err() error {
 // Check verifies every invariant between images, lineages, generations, the
 // block map, the changed sets, the chunk index and the packs. It reads
 // everything once: O(metadata), and O(data) with ReadData. It runs in one
-// metadata view, so run it on a quiet engine for a meaningful pack check.
+// metadata view; a pack written while it runs is read to tell it from a
+// missing one.
 func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, error) {
 	var rep CheckReport
 	packSizes := make(map[string]int64)
@@ -53,10 +54,10 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 		ref chunks.Ref
 		loc chunks.Location
 	}
-	var toRead []chunkLoc
+	var toRead, unlisted []chunkLoc
 	err := e.meta.View(ctx, func(tx meta.Tx) error {
 		rep = CheckReport{Packs: len(packSizes)}
-		toRead = toRead[:0]
+		toRead, unlisted = toRead[:0], unlisted[:0]
 		bad := func(format string, args ...any) { rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...)) }
 
 		lins := make(map[LineageID]lineageRecord)
@@ -230,7 +231,8 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 				size, ok := packSizes[loc.Pack]
 				switch {
 				case !ok:
-					bad("chunk %s: pack %s is missing", ref, loc.Pack)
+					// Written after the listing, or gone: read it to tell.
+					unlisted = append(unlisted, chunkLoc{ref, loc.Location})
 				case loc.Offset+int64(loc.Length) > size:
 					bad("chunk %s: pack %s is %d bytes, chunk ends at %d", ref, loc.Pack, size, loc.Offset+int64(loc.Length))
 				case opts.ReadData:
@@ -253,6 +255,15 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 		return rep, err
 	}
 	var buf []byte
+	for _, c := range unlisted {
+		if _, err := e.chunks.Get(ctx, c.ref, c.loc, buf[:0]); errors.Is(err, chunks.ErrNotFound) {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("chunk %s: pack %s is missing", c.ref, c.loc.Pack))
+		} else if err != nil && !errors.Is(err, chunks.ErrCorrupt) {
+			return rep, err
+		} else if err != nil {
+			rep.Problems = append(rep.Problems, err.Error())
+		}
+	}
 	for _, c := range toRead {
 		if buf, err = e.chunks.Get(ctx, c.ref, c.loc, buf[:0]); err != nil {
 			if errors.Is(err, chunks.ErrCorrupt) || errors.Is(err, chunks.ErrNotFound) {

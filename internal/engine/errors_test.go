@@ -218,3 +218,32 @@ func TestForeignStore(t *testing.T) {
 		t.Fatalf("Open of a foreign store = %v, want ErrFormat", err)
 	}
 }
+
+// TestMissingPack: a pack deleted behind the engine's back is reported by
+// the check, and reads of its chunks fail instead of returning zeros.
+func TestMissingPack(t *testing.T) {
+	ctx := t.Context()
+	mem := chunkstest.NewMem()
+	env := newEnvOn(t, t.TempDir(), mem)
+	vol := must[engine.ID](t)(env.e.CreateVolume(ctx, 1<<20))
+	if err := env.e.WriteAt(ctx, vol, bytes.Repeat([]byte{3, 1}, engine.BlockSize/2), 0); err != nil {
+		t.Fatal(err)
+	}
+	var packs []string
+	_ = mem.List(ctx, "", func(name string, _ int64) error { packs = append(packs, name); return nil })
+	for _, p := range packs {
+		if err := mem.Delete(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := env.e.Check(ctx, engine.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], "is missing") {
+		t.Errorf("Check = %v, want one missing pack", rep.Problems)
+	}
+	if err := env.e.ReadAt(ctx, vol, make([]byte, 512), 0); !errors.Is(err, chunks.ErrNotFound) {
+		t.Errorf("ReadAt of a chunk whose pack is gone = %v, want ErrNotFound", err)
+	}
+}
