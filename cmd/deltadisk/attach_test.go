@@ -4,25 +4,20 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"os"
 	"os/exec"
 	"testing"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v6"
+
+	"github.com/deltadisk/deltadisk/internal/tooltest"
 )
 
 // TestAttach: a disk attached over NBD takes writes from qemu-io, refuses a
 // second attach and any grant, and after detach a snapshot holds the
 // writes (read back through a SAS).
 func TestAttach(t *testing.T) {
-	qemuIO, err := exec.LookPath("qemu-io")
-	if err != nil {
-		if os.Getenv("DELTADISK_CI") != "" {
-			t.Fatalf("qemu-io is required in CI: %v", err)
-		}
-		t.Skip("qemu-io not installed (apt-get install qemu-utils)")
-	}
+	qemuIO := tooltest.Path(t, "qemu-io", "qemu-utils")
 	ctx := t.Context()
 	srv := startServer(t, t.TempDir(), "")
 	c := srv.clients(srv.creds.SubscriptionID, srv.defaultCredential())

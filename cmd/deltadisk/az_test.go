@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deltadisk/deltadisk/internal/tooltest"
 	"github.com/deltadisk/deltadisk/internal/vhd"
 )
 
@@ -33,9 +34,9 @@ func TestAzSession(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the az session takes a minute or two")
 	}
-	azRequireTool(t, "az", "azure-cli")
-	azRequireTool(t, "jq", "jq")
-	azRequireTool(t, "curl", "curl")
+	tooltest.Path(t, "az", "azure-cli")
+	tooltest.Path(t, "jq", "jq")
+	tooltest.Path(t, "curl", "curl")
 	began := time.Now()
 	srv := startServer(t, t.TempDir(), "")
 	az := azSetup(t, srv, filepath.Join(t.TempDir(), "az config"))
@@ -276,18 +277,6 @@ const azTemplate = `{
   ]
 }
 `
-
-// azRequireTool skips the test when a command is missing, or fails it under
-// DELTADISK_CI.
-func azRequireTool(t *testing.T, name, pkg string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("DELTADISK_CI") != "" {
-			t.Fatalf("%s not found (install %s): %v", name, pkg, err)
-		}
-		t.Skipf("%s not found (install %s)", name, pkg)
-	}
-}
 
 // azSession runs az in the environment az-setup gave it.
 type azSession struct {

@@ -25,6 +25,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/pageblob"
 	"github.com/google/uuid"
 
+	"github.com/deltadisk/deltadisk/internal/tooltest"
 	"github.com/deltadisk/deltadisk/internal/vhd"
 )
 
@@ -249,11 +250,8 @@ func blobData(n int, seed byte) []byte {
 // DELTADISK_CI is set, where it fails.
 func qemuCheck(t *testing.T, path string) (int64, bool) {
 	t.Helper()
-	qemu, err := exec.LookPath("qemu-img")
-	if err != nil {
-		if os.Getenv("DELTADISK_CI") != "" {
-			t.Fatalf("qemu-img not found (install qemu-utils): %v", err)
-		}
+	qemu, ok := tooltest.Find(t, "qemu-img", "qemu-utils")
+	if !ok {
 		t.Logf("qemu-img not found; skipping the VHD check (install qemu-utils)")
 		return 0, false
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/deltadisk/deltadisk/internal/engine"
+	"github.com/deltadisk/deltadisk/internal/tooltest"
 	"github.com/deltadisk/deltadisk/internal/vhd"
 )
 
@@ -61,13 +62,7 @@ func TestExportVHD(t *testing.T) {
 		t.Errorf("footer = size %d id %x time %v, want %d %x %v", f.CurrentSize, f.UniqueID, f.Timestamp, size, id, when)
 	}
 
-	qemu, err := exec.LookPath("qemu-img")
-	if err != nil {
-		if os.Getenv("DELTADISK_CI") != "" {
-			t.Fatalf("qemu-img is required in CI: %v", err)
-		}
-		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
-	}
+	qemu := tooltest.Path(t, "qemu-img", "qemu-utils")
 	dir := t.TempDir()
 	vhdPath, rawPath := filepath.Join(dir, "snap.vhd"), filepath.Join(dir, "snap.raw")
 	if err := os.WriteFile(vhdPath, buf.Bytes(), 0o644); err != nil {

@@ -19,20 +19,15 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/deltadisk/deltadisk/internal/tooltest"
 )
 
 // needTool returns the path of a client program. Without it the test is
 // skipped, unless DELTADISK_CI is set, where it fails.
 func needTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("DELTADISK_CI") != "" {
-			t.Fatalf("%s not found (apt-get install %s): %v", name, pkg, err)
-		}
-		t.Skipf("%s not found (apt-get install %s, or set DELTADISK_CI to make this a failure): %v", name, pkg, err)
-	}
-	return p
+	return tooltest.Path(t, name, pkg)
 }
 
 // runTool runs a client and returns its combined output; failing is fatal.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deltadisk/deltadisk/internal/tooltest"
 	"github.com/deltadisk/deltadisk/internal/vhd"
 )
 
@@ -18,14 +19,7 @@ import (
 // it the test is skipped, unless DELTADISK_CI=1, where it fails.
 func qemuImg(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("qemu-img")
-	if err != nil {
-		if os.Getenv("DELTADISK_CI") == "1" {
-			t.Fatalf("qemu-img not found (install qemu-utils): %v", err)
-		}
-		t.Skipf("qemu-img not found (install qemu-utils, or set DELTADISK_CI=1 to make this a failure): %v", err)
-	}
-	return p
+	return tooltest.Path(t, "qemu-img", "qemu-utils")
 }
 
 func runQemuImg(t *testing.T, qemu string, args ...string) []byte {
