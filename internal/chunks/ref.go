@@ -19,19 +19,6 @@ func Sum(data []byte) Ref { return blake3.Sum256(data) }
 // String returns r in lowercase hex.
 func (r Ref) String() string { return hex.EncodeToString(r[:]) }
 
-// ParseRef parses the lowercase or uppercase hex form that [Ref.String]
-// returns.
-func ParseRef(s string) (Ref, error) {
-	var r Ref
-	if len(s) != 2*len(r) {
-		return Ref{}, fmt.Errorf("chunks: ref %q: want %d hex digits", s, 2*len(r))
-	}
-	if _, err := hex.Decode(r[:], []byte(s)); err != nil {
-		return Ref{}, fmt.Errorf("chunks: ref %q: %w", s, err)
-	}
-	return r, nil
-}
-
 // Codec says how a chunk's bytes are stored in a pack. It is recorded per
 // chunk, so packs written with and without compression read the same way.
 type Codec uint8

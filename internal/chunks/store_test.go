@@ -691,14 +691,6 @@ func TestRefString(t *testing.T) {
 	if got := ref.String(); got != want {
 		t.Errorf("Sum(abc).String() = %s, want %s", got, want)
 	}
-	if got, err := chunks.ParseRef(want); err != nil || got != ref {
-		t.Errorf("ParseRef(%s) = %v, %v; want %v", want, got, err, ref)
-	}
-	for _, s := range []string{"", want[:62], want + "00", "zz" + want[2:]} {
-		if _, err := chunks.ParseRef(s); err == nil {
-			t.Errorf("ParseRef(%q) = nil error", s)
-		}
-	}
 }
 
 // TestWorthCompressing: random data skips the compression attempt; data
