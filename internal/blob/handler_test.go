@@ -82,7 +82,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	ecfg := engine.DefaultConfig()
-	ecfg.Meta, ecfg.Chunks = ms, cs
+	ecfg.Meta, ecfg.Zones = ms, []engine.Zone{{Name: "z1", Store: cs}}
 	if f.eng, err = engine.Open(ctx, ecfg); err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	ecfg := engine.DefaultConfig()
-	ecfg.Meta, ecfg.Chunks = ms, cs
+	ecfg.Meta, ecfg.Zones = ms, []engine.Zone{{Name: "z1", Store: cs}}
 	eng, err := engine.Open(ctx, ecfg)
 	if err != nil {
 		t.Fatal(err)

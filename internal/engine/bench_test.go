@@ -116,7 +116,7 @@ func (env *benchEnv) openMeta(tb testing.TB) {
 	env.meta = metatest.Counting(env.db)
 	ecfg := engine.DefaultConfig()
 	ecfg.Meta = env.meta
-	ecfg.Chunks = env.store
+	ecfg.Zones = []engine.Zone{{Name: "z1", Store: env.store}}
 	e, err := engine.Open(context.Background(), ecfg)
 	if err != nil {
 		tb.Fatal(err)

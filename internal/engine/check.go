@@ -42,21 +42,26 @@ func (r CheckReport) Err() error {
 // missing one.
 func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, error) {
 	var rep CheckReport
-	packSizes := make(map[string]int64)
-	if err := e.chunks.ListPacks(ctx, func(name string, size int64) error {
-		packSizes[name] = size
-		return nil
-	}); err != nil {
-		return rep, err
+	packSizes := make(map[zoneID]map[string]int64)
+	packs := 0
+	for _, z := range e.zones.order {
+		sizes := make(map[string]int64)
+		if err := e.zones.stores[z].ListPacks(ctx, func(name string, size int64) error {
+			sizes[name] = size
+			return nil
+		}); err != nil {
+			return rep, fmt.Errorf("zone %s: %w", e.zones.name(z), err)
+		}
+		packSizes[z] = sizes
+		packs += len(sizes)
 	}
-	rep.Packs = len(packSizes)
 	type chunkLoc struct {
 		ref chunks.Ref
-		loc chunks.Location
+		loc zoneLocation
 	}
 	var toRead, unlisted []chunkLoc
 	err := e.meta.View(ctx, func(tx meta.Tx) error {
-		rep = CheckReport{Packs: len(packSizes)}
+		rep = CheckReport{Packs: packs}
 		toRead, unlisted = toRead[:0], unlisted[:0]
 		bad := func(format string, args ...any) { rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...)) }
 
@@ -222,25 +227,23 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 				bad("chunk %s: refcount %d, %d map entries", ref, ce.Refs, counted[ref])
 			}
 			delete(counted, ref)
-			zone0 := false
+			if len(ce.Locations) == 0 {
+				bad("chunk %s: no copy in any zone", ref)
+			}
 			for _, loc := range ce.Locations {
-				if loc.Zone != 0 {
-					continue
-				}
-				zone0 = true
-				size, ok := packSizes[loc.Pack]
+				sizes, configured := packSizes[loc.Zone]
+				size, ok := sizes[loc.Pack]
 				switch {
+				case !configured:
+					bad("chunk %s: copy in zone %s, which is not configured", ref, e.zones.name(loc.Zone))
 				case !ok:
 					// Written after the listing, or gone: read it to tell.
-					unlisted = append(unlisted, chunkLoc{ref, loc.Location})
+					unlisted = append(unlisted, chunkLoc{ref, loc})
 				case loc.Offset+int64(loc.Length) > size:
-					bad("chunk %s: pack %s is %d bytes, chunk ends at %d", ref, loc.Pack, size, loc.Offset+int64(loc.Length))
+					bad("chunk %s: pack %s of zone %s is %d bytes, chunk ends at %d", ref, loc.Pack, e.zones.name(loc.Zone), size, loc.Offset+int64(loc.Length))
 				case opts.ReadData:
-					toRead = append(toRead, chunkLoc{ref, loc.Location})
+					toRead = append(toRead, chunkLoc{ref, loc})
 				}
-			}
-			if !zone0 {
-				bad("chunk %s: no copy in zone 0", ref)
 			}
 			return nil
 		}); err != nil {
@@ -256,8 +259,8 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 	}
 	var buf []byte
 	for _, c := range unlisted {
-		if _, err := e.chunks.Get(ctx, c.ref, c.loc, buf[:0]); errors.Is(err, chunks.ErrNotFound) {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("chunk %s: pack %s is missing", c.ref, c.loc.Pack))
+		if _, err := e.zones.stores[c.loc.Zone].Get(ctx, c.ref, c.loc.Location, buf[:0]); errors.Is(err, chunks.ErrNotFound) {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("chunk %s: pack %s of zone %s is missing", c.ref, c.loc.Pack, e.zones.name(c.loc.Zone)))
 		} else if err != nil && !errors.Is(err, chunks.ErrCorrupt) {
 			return rep, err
 		} else if err != nil {
@@ -265,7 +268,7 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 		}
 	}
 	for _, c := range toRead {
-		if buf, err = e.chunks.Get(ctx, c.ref, c.loc, buf[:0]); err != nil {
+		if buf, err = e.zones.stores[c.loc.Zone].Get(ctx, c.ref, c.loc.Location, buf[:0]); err != nil {
 			if errors.Is(err, chunks.ErrCorrupt) || errors.Is(err, chunks.ErrNotFound) {
 				rep.Problems = append(rep.Problems, err.Error())
 				continue

@@ -209,7 +209,7 @@ func openCrashStore(dir string) (*engine.Engine, func(), error) {
 		return nil, nil, err
 	}
 	ecfg := engine.DefaultConfig()
-	ecfg.Meta, ecfg.Chunks = ms, cs
+	ecfg.Meta, ecfg.Zones = ms, []engine.Zone{{Name: "z1", Store: cs}}
 	e, err := engine.Open(ctx, ecfg)
 	if err != nil {
 		closeAll()

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/deltadisk/deltadisk/internal/chunks"
 	"github.com/deltadisk/deltadisk/internal/meta"
 )
 
@@ -24,7 +24,8 @@ const SectorSize = 512
 const SizeUnit = 1 << 20
 
 // FormatVersion is the store format this binary writes and reads.
-const FormatVersion = 1
+// Version 2 added zones: placements, per-zone chunk locations.
+const FormatVersion = 2
 
 type (
 	// ID names a volume or a snapshot.
@@ -62,9 +63,9 @@ var (
 type Config struct {
 	// Meta holds every record, map entry and chunk index entry.
 	Meta meta.Store
-	// Chunks stores block contents. It is zone 0 in the chunk index; the
-	// regions work adds more zones without changing the schema.
-	Chunks *chunks.Store
+	// Zones store block contents, each in its own failure domain. The
+	// first is where images go that name no placement.
+	Zones []Zone
 	// Logger receives rare events (resumed deletions, GC). Nil discards.
 	Logger *slog.Logger
 	// Now is the clock for GC grace periods; nil means time.Now.
@@ -83,10 +84,20 @@ func (c Config) Validate() error {
 	switch {
 	case c.Meta == nil:
 		return errors.New("engine: Config.Meta is required")
-	case c.Chunks == nil:
-		return errors.New("engine: Config.Chunks is required")
+	case len(c.Zones) == 0:
+		return errors.New("engine: Config.Zones needs at least one zone")
 	case c.ReadAhead < 1:
 		return errors.New("engine: Config.ReadAhead must be at least 1")
+	}
+	seen := make(map[string]bool)
+	for _, z := range c.Zones {
+		switch {
+		case z.Name == "" || z.Store == nil:
+			return errors.New("engine: every zone needs a name and a store")
+		case seen[z.Name]:
+			return fmt.Errorf("engine: zone %q is configured twice", z.Name)
+		}
+		seen[z.Name] = true
 	}
 	return nil
 }
@@ -94,10 +105,14 @@ func (c Config) Validate() error {
 // Engine stores volumes and snapshots. It is safe for concurrent use.
 type Engine struct {
 	meta      meta.Store
-	chunks    *chunks.Store
+	zones     *zones
 	log       *slog.Logger
 	now       func() time.Time
 	readAhead int
+
+	// kick wakes the replication loop; replicated counts bytes it copied.
+	kick       chan struct{}
+	replicated atomic.Int64
 
 	mu    sync.Mutex
 	locks map[LineageID]*lineageLock
@@ -118,11 +133,11 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		meta:      cfg.Meta,
-		chunks:    cfg.Chunks,
 		log:       cfg.Logger,
 		now:       cfg.Now,
 		readAhead: cfg.ReadAhead,
 		locks:     make(map[LineageID]*lineageLock),
+		kick:      make(chan struct{}, 1),
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -133,9 +148,14 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := e.checkFormat(ctx); err != nil {
 		return nil, err
 	}
+	var err error
+	if e.zones, err = openZones(ctx, e.meta, cfg.Zones); err != nil {
+		return nil, fmt.Errorf("engine: zones: %w", err)
+	}
 	if err := e.resume(ctx); err != nil {
 		return nil, fmt.Errorf("engine: resuming interrupted work: %w", err)
 	}
+	e.kickReplicator() // replication a restart interrupted, if any
 	return e, nil
 }
 
@@ -212,6 +232,12 @@ type Info struct {
 	// Base is set for a clone that still reads through to another lineage.
 	Base    LineageID
 	BaseGen Generation
+	// Zones is the placement: the zones that each hold all of the image's
+	// data once Pending is false.
+	Zones []string
+	// Pending is set while chunks are still being copied into some zone
+	// of the placement.
+	Pending bool
 }
 
 // Stat returns an image's description.
@@ -219,7 +245,10 @@ func (e *Engine) Stat(ctx context.Context, id ID) (Info, error) {
 	var info Info
 	err := e.meta.View(ctx, func(tx meta.Tx) error {
 		v, err := openView(tx, id)
-		info = v.info()
+		if err != nil {
+			return err
+		}
+		info, err = e.info(tx, v)
 		return err
 	})
 	return info, err
@@ -244,15 +273,21 @@ func (e *Engine) List(ctx context.Context) ([]Info, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, v.info())
+			info, err := e.info(tx, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, info)
 		}
 		return nil
 	})
 	return out, err
 }
 
-func (v view) info() Info {
-	return Info{ID: v.id, Kind: v.kind, Lineage: v.lin, Gen: v.gen, Size: v.size, Base: v.rec.Base, BaseGen: v.rec.BaseGen}
+func (e *Engine) info(tx meta.Tx, v view) (Info, error) {
+	pending, err := isPending(tx, v.id)
+	return Info{ID: v.id, Kind: v.kind, Lineage: v.lin, Gen: v.gen, Size: v.size, Base: v.rec.Base, BaseGen: v.rec.BaseGen,
+		Zones: e.zones.nameList(v.zones), Pending: pending}, err
 }
 
 // view resolves an image inside a transaction to the lineage state it reads.
@@ -263,6 +298,8 @@ type view struct {
 	gen  Generation
 	size int64
 	rec  lineageRecord
+	// zones is the image's placement.
+	zones []zoneID
 }
 
 func openView(tx meta.Tx, id ID) (view, error) {
@@ -274,9 +311,9 @@ func openView(tx meta.Tx, id ID) (view, error) {
 	if err != nil {
 		return view{}, err
 	}
-	v := view{id: id, kind: img.Kind, lin: img.Lineage, gen: img.Gen, size: img.Size, rec: lin}
+	v := view{id: id, kind: img.Kind, lin: img.Lineage, gen: img.Gen, size: img.Size, rec: lin, zones: img.Zones}
 	if img.Kind == KindVolume {
-		v.gen, v.size = lin.Head, lin.Size
+		v.gen, v.size, v.zones = lin.Head, lin.Size, lin.Zones
 	}
 	return v, nil
 }

@@ -148,7 +148,7 @@ func TestUnknownFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := engine.DefaultConfig()
-	cfg.Meta, cfg.Chunks = env.meta, env.store
+	cfg.Meta, cfg.Zones = env.meta, []engine.Zone{{Name: "z1", Store: env.store}}
 	_, err := engine.Open(ctx, cfg)
 	if !errors.Is(err, engine.ErrFormat) || !strings.Contains(err.Error(), "version 99") {
 		t.Fatalf("Open of a version-99 store = %v, want ErrFormat naming version 99", err)
@@ -213,7 +213,7 @@ func TestForeignStore(t *testing.T) {
 	}
 	cfg := engine.DefaultConfig()
 	cfg.Meta = b
-	cfg.Chunks = newEnv(t).store
+	cfg.Zones = []engine.Zone{{Name: "z1", Store: newEnv(t).store}}
 	if _, err := engine.Open(ctx, cfg); !errors.Is(err, engine.ErrFormat) {
 		t.Fatalf("Open of a foreign store = %v, want ErrFormat", err)
 	}

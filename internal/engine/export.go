@@ -199,11 +199,11 @@ func (e *Engine) walkLocated(ctx context.Context, id ID, b0, b1 uint64, fn func(
 				return err
 			}
 			for _, bv := range bvs {
-				loc, err := r.location(bv.val.ref)
+				locs, err := r.locations(bv.val.ref)
 				if err != nil {
 					return err
 				}
-				win = append(win, blockRead{b: bv.b, val: bv.val, loc: loc})
+				win = append(win, blockRead{b: bv.b, val: bv.val, locs: locs})
 			}
 			return nil
 		})
@@ -222,7 +222,7 @@ func (e *Engine) walkLocated(ctx context.Context, id ID, b0, b1 uint64, fn func(
 // getBlock reads one planned block, re-planning it once if a compaction
 // moved its chunk in between.
 func (e *Engine) getBlock(ctx context.Context, id ID, br blockRead, dst []byte) ([]byte, error) {
-	buf, err := e.chunks.Get(ctx, br.val.ref, br.loc, dst)
+	buf, err := e.readChunk(ctx, br.val.ref, br.locs, dst)
 	if errors.Is(err, chunks.ErrNotFound) {
 		plan, perr := e.plan(ctx, id, br.b, br.b+1, func(view) error { return nil })
 		if perr != nil {
@@ -231,7 +231,7 @@ func (e *Engine) getBlock(ctx context.Context, id ID, br blockRead, dst []byte) 
 		if plan[0].val != br.val {
 			return nil, fmt.Errorf("block %d: %w (the image changed during the export)", br.b, err)
 		}
-		buf, err = e.chunks.Get(ctx, br.val.ref, plan[0].loc, dst)
+		buf, err = e.readChunk(ctx, br.val.ref, plan[0].locs, dst)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("block %d: %w", br.b, err)

@@ -51,11 +51,16 @@ func (e *Engine) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
-	live := make(map[string]int64)
-	members := make(map[string][]chunks.Ref)
+	live := make(map[zoneID]map[string]int64)
+	members := make(map[zoneID]map[string][]chunks.Ref)
+	for _, z := range e.zones.order {
+		live[z], members[z] = make(map[string]int64), make(map[string][]chunks.Ref)
+	}
 	err = e.meta.View(ctx, func(tx meta.Tx) error {
-		clear(live)
-		clear(members)
+		for _, z := range e.zones.order {
+			clear(live[z])
+			clear(members[z])
+		}
 		return tx.Scan([]byte{prefixChunk}, []byte{prefixChunk + 1}, func(k, v []byte) error {
 			ref, err := decodeChunkKey(k)
 			if err != nil {
@@ -66,9 +71,9 @@ func (e *Engine) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 				return err
 			}
 			for _, loc := range ce.Locations {
-				if loc.Zone == 0 {
-					live[loc.Pack] += int64(loc.Length)
-					members[loc.Pack] = append(members[loc.Pack], ref)
+				if lz := live[loc.Zone]; lz != nil {
+					lz[loc.Pack] += int64(loc.Length)
+					members[loc.Zone][loc.Pack] = append(members[loc.Zone][loc.Pack], ref)
 				}
 			}
 			return nil
@@ -77,10 +82,26 @@ func (e *Engine) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
+	for _, z := range e.zones.order {
+		if err := e.gcZone(ctx, z, opts, live[z], members[z], &st); err != nil {
+			return st, fmt.Errorf("zone %s: %w", e.zones.name(z), err)
+		}
+	}
+	if st.ChunksFreed+st.PacksDeleted+st.PacksCompacted > 0 {
+		e.log.Info("gc", "chunks_freed", st.ChunksFreed, "packs_deleted", st.PacksDeleted,
+			"packs_compacted", st.PacksCompacted, "bytes_freed", st.BytesFreed)
+	}
+	return st, nil
+}
+
+// gcZone deletes and compacts one zone's packs, given the live bytes and
+// the chunks the index places in each of them.
+func (e *Engine) gcZone(ctx context.Context, z zoneID, opts GCOptions, live map[string]int64, members map[string][]chunks.Ref, st *GCStats) error {
+	store := e.zones.stores[z]
 	now := e.now()
 	var dead, rewrite, small []string
 	sizes := make(map[string]int64)
-	err = e.chunks.ListPacks(ctx, func(name string, size int64) error {
+	err := store.ListPacks(ctx, func(name string, size int64) error {
 		t, ok := chunks.PackTime(name)
 		if !ok || now.Sub(t) < opts.Grace {
 			return nil
@@ -97,11 +118,11 @@ func (e *Engine) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 		return nil
 	})
 	if err != nil {
-		return st, err
+		return err
 	}
 	for _, name := range dead {
-		if err := e.chunks.DeletePack(ctx, name); err != nil {
-			return st, err
+		if err := store.DeletePack(ctx, name); err != nil {
+			return err
 		}
 		st.PacksDeleted++
 		st.BytesFreed += sizes[name]
@@ -118,19 +139,15 @@ func (e *Engine) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 			bytes += live[rewrite[0]]
 			rewrite = rewrite[1:]
 		}
-		if err := e.compact(ctx, group, members); err != nil {
-			return st, fmt.Errorf("compacting packs %v: %w", group, err)
+		if err := e.compact(ctx, z, group, members); err != nil {
+			return fmt.Errorf("compacting packs %v: %w", group, err)
 		}
 		for _, name := range group {
 			st.PacksCompacted++
 			st.BytesFreed += sizes[name] - live[name]
 		}
 	}
-	if st.ChunksFreed+st.PacksDeleted+st.PacksCompacted > 0 {
-		e.log.Info("gc", "chunks_freed", st.ChunksFreed, "packs_deleted", st.PacksDeleted,
-			"packs_compacted", st.PacksCompacted, "bytes_freed", st.BytesFreed)
-	}
-	return st, nil
+	return nil
 }
 
 // dropUnreferenced removes index entries of chunks at zero references, in
@@ -187,7 +204,8 @@ func (e *Engine) dropUnreferenced(ctx context.Context) (int, error) {
 // compact rewrites the live chunks of packs into new packs, points the
 // index at them, and deletes the old packs. Readers that planned a read
 // from an old pack re-plan when they find it gone.
-func (e *Engine) compact(ctx context.Context, packs []string, members map[string][]chunks.Ref) error {
+func (e *Engine) compact(ctx context.Context, z zoneID, packs []string, members map[string][]chunks.Ref) error {
+	store := e.zones.stores[z]
 	old := make(map[string]bool, len(packs))
 	for _, p := range packs {
 		old[p] = true
@@ -206,7 +224,7 @@ func (e *Engine) compact(ctx context.Context, packs []string, members map[string
 					continue
 				}
 				for _, loc := range ce.Locations {
-					if loc.Zone == 0 && loc.Pack == p {
+					if loc.Zone == z && loc.Pack == p {
 						moved = append(moved, chunks.Chunk{Ref: ref})
 						from = append(from, loc.Location)
 					}
@@ -219,7 +237,7 @@ func (e *Engine) compact(ctx context.Context, packs []string, members map[string
 		return err
 	}
 	for i := range moved {
-		data, err := e.chunks.Get(ctx, moved[i].Ref, from[i], nil)
+		data, err := store.Get(ctx, moved[i].Ref, from[i], nil)
 		if err != nil {
 			return err
 		}
@@ -227,7 +245,7 @@ func (e *Engine) compact(ctx context.Context, packs []string, members map[string
 	}
 	var locs []chunks.Location
 	if len(moved) > 0 {
-		if locs, err = e.chunks.Put(ctx, moved); err != nil {
+		if locs, err = store.Put(ctx, moved); err != nil {
 			return err
 		}
 	}
@@ -241,7 +259,7 @@ func (e *Engine) compact(ctx context.Context, packs []string, members map[string
 				continue
 			}
 			for j := range ce.Locations {
-				if ce.Locations[j].Zone == 0 && old[ce.Locations[j].Pack] {
+				if ce.Locations[j].Zone == z && old[ce.Locations[j].Pack] {
 					ce.Locations[j].Location = locs[i]
 				}
 			}
@@ -258,7 +276,7 @@ func (e *Engine) compact(ctx context.Context, packs []string, members map[string
 	// members: new entries point at fresh packs, and the packs are older
 	// than the grace period that bounds a write in flight.
 	for _, p := range packs {
-		if err := e.chunks.DeletePack(ctx, p); err != nil {
+		if err := store.DeletePack(ctx, p); err != nil {
 			return err
 		}
 	}

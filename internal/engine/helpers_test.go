@@ -68,7 +68,7 @@ func newEnvOn(t testing.TB, dir string, backend chunks.Backend) *testEnv {
 	env.store = store
 	ecfg := engine.DefaultConfig()
 	ecfg.Meta = env.meta
-	ecfg.Chunks = store
+	ecfg.Zones = []engine.Zone{{Name: "z1", Store: store}}
 	ecfg.Now = func() time.Time { return env.now }
 	e, err := engine.Open(context.Background(), ecfg)
 	if err != nil {

@@ -18,6 +18,8 @@ const (
 	prefixMap     = 'M' // M lineage block ^gen → chunk ref (32 bytes) or empty for zero
 	prefixChanged = 'C' // C lineage gen block → empty
 	prefixChunk   = 'K' // K ref → chunk entry (refcount and locations)
+	prefixZone    = 'Z' // Z name → zone number (uint32)
+	prefixPending = 'P' // P id → empty: the image's chunks await replication
 )
 
 var (
@@ -67,6 +69,10 @@ func changedGenPrefix(l LineageID, g Generation) []byte {
 func changedLineagePrefix(l LineageID) []byte { return put64([]byte{prefixChanged}, uint64(l)) }
 
 func chunkKey(r chunks.Ref) []byte { return append([]byte{prefixChunk}, r[:]...) }
+
+func zoneKey(name string) []byte { return append([]byte{prefixZone}, name...) }
+
+func pendingKey(id ID) []byte { return put64([]byte{prefixPending}, uint64(id)) }
 
 // prefixEnd returns the smallest key greater than every key with prefix p,
 // or nil (no bound) when p is all 0xff.

@@ -10,15 +10,20 @@ import (
 )
 
 // CreateVolume creates an empty (all-zero) volume of size bytes, a positive
-// multiple of 1 MiB.
-func (e *Engine) CreateVolume(ctx context.Context, size int64) (ID, error) {
+// multiple of 1 MiB, whose writes go to the named zones (by default the
+// first configured zone).
+func (e *Engine) CreateVolume(ctx context.Context, size int64, zones ...string) (ID, error) {
 	if err := checkSize(size); err != nil {
 		return 0, err
 	}
+	zs, err := e.zones.resolve(zones, e.zones.order[:1])
+	if err != nil {
+		return 0, err
+	}
 	var id ID
-	err := e.meta.Update(ctx, func(tx meta.Tx) error {
+	err = e.meta.Update(ctx, func(tx meta.Tx) error {
 		var err error
-		id, err = newVolume(tx, lineageRecord{Head: 1, Size: size})
+		id, err = newVolume(tx, lineageRecord{Head: 1, Size: size, Zones: zs})
 		return err
 	})
 	return id, err
@@ -43,8 +48,10 @@ func newVolume(tx meta.Tx, rec lineageRecord) (ID, error) {
 
 // Snapshot seals a volume's head generation as a new snapshot and opens the
 // next one. It copies nothing: its cost does not depend on the volume's
-// size or on what was written.
-func (e *Engine) Snapshot(ctx context.Context, vol ID) (ID, error) {
+// size or on what was written. The snapshot is placed in the named zones,
+// by default the volume's; zones that do not yet hold all of its chunks
+// are filled in the background (see [Engine.Replicate]).
+func (e *Engine) Snapshot(ctx context.Context, vol ID, zones ...string) (ID, error) {
 	var id ID
 	err := e.meta.Update(ctx, func(tx meta.Tx) error {
 		v, err := openView(tx, vol)
@@ -53,6 +60,10 @@ func (e *Engine) Snapshot(ctx context.Context, vol ID) (ID, error) {
 		}
 		if v.kind != KindVolume {
 			return fmt.Errorf("%w: image %d is a snapshot; snapshots are taken of volumes", ErrWrongKind, vol)
+		}
+		zs, err := e.zones.resolve(zones, v.zones)
+		if err != nil {
+			return err
 		}
 		g, err := sealHead(tx, v.lin, v.rec)
 		if err != nil {
@@ -63,8 +74,14 @@ func (e *Engine) Snapshot(ctx context.Context, vol ID) (ID, error) {
 			return err
 		}
 		id = ID(sid)
-		return putJSON(tx, imageKey(id), imageRecord{Kind: KindSnapshot, Lineage: v.lin, Gen: g, Size: v.size})
+		if err := putJSON(tx, imageKey(id), imageRecord{Kind: KindSnapshot, Lineage: v.lin, Gen: g, Size: v.size, Zones: zs}); err != nil {
+			return err
+		}
+		return markPending(tx, v, id, zs)
 	})
+	if err == nil {
+		e.kickReplicator()
+	}
 	return id, err
 }
 
@@ -82,14 +99,18 @@ func sealHead(tx meta.Tx, l LineageID, rec lineageRecord) (Generation, error) {
 // Clone creates a volume of size bytes (at least the source's) whose content
 // is the source's: a snapshot, or a volume as it is now. It copies nothing;
 // the clone reads through to the source's generation until it writes a
-// block or is flattened.
-func (e *Engine) Clone(ctx context.Context, src ID, size int64) (ID, error) {
+// block or is flattened. It is placed like Snapshot places a snapshot.
+func (e *Engine) Clone(ctx context.Context, src ID, size int64, zones ...string) (ID, error) {
 	if err := checkSize(size); err != nil {
 		return 0, err
 	}
 	var id ID
 	err := e.meta.Update(ctx, func(tx meta.Tx) error {
 		v, err := openView(tx, src)
+		if err != nil {
+			return err
+		}
+		zs, err := e.zones.resolve(zones, v.zones)
 		if err != nil {
 			return err
 		}
@@ -105,20 +126,31 @@ func (e *Engine) Clone(ctx context.Context, src ID, size int64) (ID, error) {
 		} else if err := addGenRef(tx, v.lin, g); err != nil {
 			return err
 		}
-		id, err = newVolume(tx, lineageRecord{Head: 1, Size: size, Base: v.lin, BaseGen: g, BaseSize: v.size})
-		return err
+		id, err = newVolume(tx, lineageRecord{Head: 1, Size: size, Base: v.lin, BaseGen: g, BaseSize: v.size, Zones: zs})
+		if err != nil {
+			return err
+		}
+		return markPending(tx, v, id, zs)
 	})
+	if err == nil {
+		e.kickReplicator()
+	}
 	return id, err
 }
 
 // Freeze makes an independent snapshot of src (a snapshot, or a volume as
 // it is now) in a lineage of its own: a full snapshot, which no later change
 // or deletion of its source affects and which shares no lineage (hence no
-// diff) with it. It copies nothing.
-func (e *Engine) Freeze(ctx context.Context, src ID) (ID, error) {
+// diff) with it. It copies nothing, and is placed like Snapshot places a
+// snapshot.
+func (e *Engine) Freeze(ctx context.Context, src ID, zones ...string) (ID, error) {
 	var id ID
 	err := e.meta.Update(ctx, func(tx meta.Tx) error {
 		v, err := openView(tx, src)
+		if err != nil {
+			return err
+		}
+		zs, err := e.zones.resolve(zones, v.zones)
 		if err != nil {
 			return err
 		}
@@ -149,8 +181,14 @@ func (e *Engine) Freeze(ctx context.Context, src ID) (ID, error) {
 			return err
 		}
 		id = ID(sid)
-		return putJSON(tx, imageKey(id), imageRecord{Kind: KindSnapshot, Lineage: l, Gen: 1, Size: v.size})
+		if err := putJSON(tx, imageKey(id), imageRecord{Kind: KindSnapshot, Lineage: l, Gen: 1, Size: v.size, Zones: zs}); err != nil {
+			return err
+		}
+		return markPending(tx, v, id, zs)
 	})
+	if err == nil {
+		e.kickReplicator()
+	}
 	return id, err
 }
 
@@ -203,6 +241,9 @@ func (e *Engine) Delete(ctx context.Context, id ID) error {
 		}
 		lin, gen = v.lin, v.gen
 		if err := tx.Delete(imageKey(id)); err != nil {
+			return err
+		}
+		if err := tx.Delete(pendingKey(id)); err != nil {
 			return err
 		}
 		if v.kind == KindVolume {
@@ -497,7 +538,10 @@ func (e *Engine) Flatten(ctx context.Context, vol ID) error {
 				if !errors.Is(err, meta.ErrNotFound) {
 					return err
 				}
-				if err := incref(tx, bv.val, nil); err != nil {
+				// No placement is enforced here: the chunk is indexed
+				// already, and a clone whose zones lack it is pending
+				// replication, which reads the flattened entries.
+				if err := incref(tx, bv.val, nil, nil); err != nil {
 					return err
 				}
 				if err := tx.Put(k, bv.val.encode()); err != nil {

@@ -98,28 +98,23 @@ func (r *txReader) value(l LineageID, g Generation, b uint64) (value, error) {
 	}
 }
 
-// location returns where zone 0 holds the chunk.
-func (r *txReader) location(ref chunks.Ref) (chunks.Location, error) {
+// locations returns where the chunk's copies lie, one per zone holding it.
+func (r *txReader) locations(ref chunks.Ref) ([]zoneLocation, error) {
 	e, ok, err := getChunk(r.tx, ref)
 	if err != nil {
-		return chunks.Location{}, err
+		return nil, err
 	}
-	if !ok {
-		return chunks.Location{}, fmt.Errorf("%w: chunk %s is referenced but not indexed", ErrCorrupt, ref)
+	if !ok || len(e.Locations) == 0 {
+		return nil, fmt.Errorf("%w: chunk %s is referenced but not stored", ErrCorrupt, ref)
 	}
-	for _, loc := range e.Locations {
-		if loc.Zone == 0 {
-			return loc.Location, nil
-		}
-	}
-	return chunks.Location{}, fmt.Errorf("%w: chunk %s has no copy in zone 0", ErrCorrupt, ref)
+	return e.Locations, nil
 }
 
-// blockRead is one block of a read plan: zero, or a chunk at a location.
+// blockRead is one block of a read plan: zero, or a chunk and its copies.
 type blockRead struct {
-	b   uint64
-	val value
-	loc chunks.Location
+	b    uint64
+	val  value
+	locs []zoneLocation
 }
 
 // plan resolves blocks [b0, b1) of an image in one consistent view.
@@ -142,7 +137,7 @@ func (e *Engine) plan(ctx context.Context, id ID, b0, b1 uint64, check func(view
 			}
 			br := blockRead{b: b, val: val}
 			if val.nonZero {
-				if br.loc, err = r.location(val.ref); err != nil {
+				if br.locs, err = r.locations(val.ref); err != nil {
 					return err
 				}
 			}
@@ -206,7 +201,7 @@ func (e *Engine) fill(ctx context.Context, plan []blockRead, p []byte, off int64
 			continue
 		}
 		var err error
-		buf, err = e.chunks.Get(ctx, br.val.ref, br.loc, buf[:0])
+		buf, err = e.readChunk(ctx, br.val.ref, br.locs, buf[:0])
 		if err != nil {
 			return fmt.Errorf("block %d: %w", br.b, err)
 		}

@@ -35,6 +35,8 @@ type imageRecord struct {
 	Lineage LineageID  `json:"l"`
 	Gen     Generation `json:"g,omitempty"`
 	Size    int64      `json:"s,omitempty"`
+	// Zones is a snapshot's placement (a volume's is its lineage's).
+	Zones []zoneID `json:"z,omitempty"`
 }
 
 // lineageRecord is stored at lineageKey(l).
@@ -53,6 +55,8 @@ type lineageRecord struct {
 	// Dying is set when no volume and no live generation remains: the
 	// lineage's entries are being removed (resumed after a crash).
 	Dying bool `json:"d,omitempty"`
+	// Zones is the volume's placement: every zone its writes go to.
+	Zones []zoneID `json:"z,omitempty"`
 }
 
 // formatRecord pins the settings that shape stored data. It is written on
@@ -71,7 +75,7 @@ type chunkEntry struct {
 }
 
 type zoneLocation struct {
-	Zone uint32
+	Zone zoneID
 	chunks.Location
 }
 
@@ -129,7 +133,7 @@ func unmarshalChunkEntry(b []byte) (chunkEntry, error) {
 		if err != nil || zone > 1<<31 {
 			return fail(errShortEntry)
 		}
-		l.Zone = uint32(zone)
+		l.Zone = zoneID(zone)
 		plen, err := uv()
 		if err != nil || plen > uint64(len(p)) {
 			return fail(errShortEntry)

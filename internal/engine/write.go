@@ -66,7 +66,7 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte) er
 	}
 	var batch []blockWrite
 	flush := func() error {
-		err := e.commitBatch(ctx, v.lin, id, off, n, src, batch)
+		err := e.commitBatch(ctx, v, off, n, src, batch)
 		batch = batch[:0]
 		return err
 	}
@@ -115,7 +115,8 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte) er
 // blocks are held under striped locks, so that writers of one block in this
 // process take turns; the commit's check catches any other change (a
 // whole-block write, another process) and the merge is redone.
-func (e *Engine) commitBatch(ctx context.Context, lin LineageID, id ID, off, n int64, src []byte, batch []blockWrite) error {
+func (e *Engine) commitBatch(ctx context.Context, v view, off, n int64, src []byte, batch []blockWrite) error {
+	lin, id := v.lin, v.id
 	var stripes []int
 	for _, w := range batch {
 		if w.partial {
@@ -135,7 +136,7 @@ func (e *Engine) commitBatch(ctx context.Context, lin LineageID, id ID, off, n i
 				}
 			}
 		}
-		err := e.commit(ctx, id, off, n, batch)
+		err := e.commit(ctx, id, v.zones, off, n, batch)
 		if !errors.Is(err, errBlockChanged) || attempt == maxAttempts {
 			return err
 		}
@@ -179,7 +180,9 @@ func (e *Engine) volumeView(ctx context.Context, id ID) (view, error) {
 
 // commit makes a batch of block writes durable: new chunks into packs
 // first, then one metadata transaction pointing the head at them.
-func (e *Engine) commit(ctx context.Context, id ID, off, n int64, batch []blockWrite) error {
+// A volume's placement never changes, so zones (from the caller's view) is
+// still the volume's when the transaction commits.
+func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64, batch []blockWrite) error {
 	for i := range batch {
 		w := &batch[i]
 		if w.data != nil && !isZero(w.data) {
@@ -187,7 +190,7 @@ func (e *Engine) commit(ctx context.Context, id ID, off, n int64, batch []blockW
 		}
 	}
 	for attempt := 1; ; attempt++ {
-		locs, err := e.storeMissing(ctx, batch)
+		fresh, err := e.storeMissing(ctx, zones, batch)
 		if err != nil {
 			return err
 		}
@@ -204,7 +207,7 @@ func (e *Engine) commit(ctx context.Context, id ID, off, n int64, batch []blockW
 			}
 			r := newTxReader(tx)
 			for _, w := range batch {
-				if err := setBlock(r, v.lin, v.gen, w, locs); err != nil {
+				if err := setBlock(r, v.lin, v.gen, zones, w, fresh); err != nil {
 					return err
 				}
 			}
@@ -217,44 +220,38 @@ func (e *Engine) commit(ctx context.Context, id ID, off, n int64, batch []blockW
 	}
 }
 
-// storeMissing writes the chunks of the batch that the index does not hold
-// yet and returns their new locations.
-func (e *Engine) storeMissing(ctx context.Context, batch []blockWrite) (map[chunks.Ref]chunks.Location, error) {
-	var missing []chunks.Chunk
+// storeMissing writes each chunk of the batch into every zone of the
+// placement whose copy the index lacks, and returns the new locations.
+func (e *Engine) storeMissing(ctx context.Context, zones []zoneID, batch []blockWrite) (map[zoneID]map[chunks.Ref]chunks.Location, error) {
+	want := make(map[zoneID][]chunks.Chunk)
 	err := e.meta.View(ctx, func(tx meta.Tx) error {
-		missing = missing[:0]
+		clear(want)
 		seen := make(map[chunks.Ref]bool)
 		for _, w := range batch {
 			if !w.val.nonZero || seen[w.val.ref] {
 				continue
 			}
 			seen[w.val.ref] = true
-			_, ok, err := getChunk(tx, w.val.ref)
+			ce, _, err := getChunk(tx, w.val.ref)
 			if err != nil {
 				return err
 			}
-			if !ok {
-				missing = append(missing, chunks.Chunk{Ref: w.val.ref, Data: w.data})
+			for _, z := range zones {
+				if !ce.hasZone(z) {
+					want[z] = append(want[z], chunks.Chunk{Ref: w.val.ref, Data: w.data})
+				}
 			}
 		}
 		return nil
 	})
-	if err != nil || len(missing) == 0 {
+	if err != nil || len(want) == 0 {
 		return nil, err
 	}
-	locs, err := e.chunks.Put(ctx, missing)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[chunks.Ref]chunks.Location, len(missing))
-	for i, c := range missing {
-		out[c.Ref] = locs[i]
-	}
-	return out, nil
+	return e.putZones(ctx, want)
 }
 
 // setBlock points a block of lineage l's head generation at its new value.
-func setBlock(r *txReader, l LineageID, head Generation, w blockWrite, fresh map[chunks.Ref]chunks.Location) error {
+func setBlock(r *txReader, l LineageID, head Generation, zones []zoneID, w blockWrite, fresh map[zoneID]map[chunks.Ref]chunks.Location) error {
 	b, val := w.b, w.val
 	cur, eg, ok, err := r.entry(l, b, head)
 	if err != nil {
@@ -278,13 +275,17 @@ func setBlock(r *txReader, l LineageID, head Generation, w blockWrite, fresh map
 	} else if err := r.tx.Put(changedKey(l, head, b), nil); err != nil {
 		return err
 	}
-	if err := incref(r.tx, val, fresh); err != nil {
+	if err := incref(r.tx, val, zones, fresh); err != nil {
 		return err
 	}
 	return r.tx.Put(mapKey(l, b, head), val.encode())
 }
 
-func incref(tx meta.Tx, v value, fresh map[chunks.Ref]chunks.Location) error {
+// incref adds a reference to a chunk and makes sure the index lists a copy
+// in every zone of need, taking new copies from fresh. A copy neither
+// indexed nor fresh means the index changed since the chunks were stored
+// (GC dropped the entry): errChunkVanished, and the write starts over.
+func incref(tx meta.Tx, v value, need []zoneID, fresh map[zoneID]map[chunks.Ref]chunks.Location) error {
 	if !v.nonZero {
 		return nil
 	}
@@ -292,12 +293,18 @@ func incref(tx meta.Tx, v value, fresh map[chunks.Ref]chunks.Location) error {
 	if err != nil {
 		return err
 	}
-	if !ok {
-		loc, have := fresh[v.ref]
+	if !ok && len(need) == 0 {
+		return fmt.Errorf("%w: chunk %s is referenced but not indexed", ErrCorrupt, v.ref)
+	}
+	for _, z := range need {
+		if ce.hasZone(z) {
+			continue
+		}
+		loc, have := fresh[z][v.ref]
 		if !have {
 			return errChunkVanished
 		}
-		ce.Locations = []zoneLocation{{Zone: 0, Location: loc}}
+		ce.Locations = append(ce.Locations, zoneLocation{Zone: z, Location: loc})
 	}
 	ce.Refs++
 	return tx.Put(chunkKey(v.ref), ce.marshal())

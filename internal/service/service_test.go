@@ -45,7 +45,7 @@ func newFixture(t *testing.T, tune func(*service.Config)) *fixture {
 		t.Fatal(err)
 	}
 	ecfg := engine.DefaultConfig()
-	ecfg.Meta, ecfg.Chunks = ms, cs
+	ecfg.Meta, ecfg.Zones = ms, []engine.Zone{{Name: "z1", Store: cs}}
 	e, err := engine.Open(ctx, ecfg)
 	if err != nil {
 		t.Fatal(err)

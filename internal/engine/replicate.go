@@ -1,0 +1,272 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/deltadisk/deltadisk/internal/chunks"
+	"github.com/deltadisk/deltadisk/internal/meta"
+)
+
+// Replication. An image whose placement names zones that may lack some of
+// its chunks (a zone-redundant snapshot of a locally-redundant volume, say)
+// is created at once with a pending mark; Replicate later copies the
+// missing chunks and clears the mark. Writes never leave work behind: a
+// volume's writes go to every zone of its placement before they commit.
+
+func isPending(tx meta.Tx, id ID) (bool, error) {
+	_, err := tx.Get(pendingKey(id))
+	if errors.Is(err, meta.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// markPending marks image id, made from src and placed in zones, as
+// awaiting replication unless src guarantees that all of its chunks are in
+// every one of those zones already.
+func markPending(tx meta.Tx, src view, id ID, zones []zoneID) error {
+	srcPending, err := isPending(tx, src.id)
+	if err != nil {
+		return err
+	}
+	if !srcPending && covers(src.zones, zones) {
+		return nil
+	}
+	return tx.Put(pendingKey(id), nil)
+}
+
+func (e *Engine) kickReplicator() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ReplicationNeeded receives a value when an image has become pending, so
+// that a background loop can call Replicate without polling.
+func (e *Engine) ReplicationNeeded() <-chan struct{} { return e.kick }
+
+// ReplicatedBytes is how many chunk bytes replication has copied between
+// zones since Open (scrub repairs included).
+func (e *Engine) ReplicatedBytes() int64 { return e.replicated.Load() }
+
+// Replicate copies into each pending image's zones the chunks they lack,
+// then clears its pending mark. A snapshot whose lineage has an earlier,
+// fully replicated snapshot in the same zones moves only the blocks that
+// changed since that one. It returns how many images it finished; an
+// image that fails stays pending for the next call, and the first error is
+// returned after the others were tried.
+func (e *Engine) Replicate(ctx context.Context) (int, error) {
+	var ids []ID
+	err := e.meta.View(ctx, func(tx meta.Tx) error {
+		ids = ids[:0]
+		return tx.Scan([]byte{prefixPending}, []byte{prefixPending + 1}, func(k, _ []byte) error {
+			id, err := decodeIDKey(k, prefixPending)
+			ids = append(ids, ID(id))
+			return err
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	done := 0
+	var first error
+	for _, id := range ids {
+		err := e.replicateImage(ctx, id)
+		if err == nil {
+			done++
+			continue
+		}
+		if ctx.Err() != nil {
+			return done, ctx.Err()
+		}
+		e.log.Warn("replication failed; will retry", "image", id, "err", err)
+		if first == nil {
+			first = fmt.Errorf("image %d: %w", id, err)
+		}
+	}
+	return done, first
+}
+
+// replicateBatch bounds the chunks one replication step reads and writes.
+const replicateBatch = 64
+
+func (e *Engine) replicateImage(ctx context.Context, id ID) error {
+	var (
+		zones []zoneID
+		base  ID
+		gone  bool
+	)
+	err := e.meta.View(ctx, func(tx meta.Tx) error {
+		v, err := openView(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			gone = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		zones = v.zones
+		if v.kind == KindSnapshot {
+			base, err = replicatedBefore(tx, v)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	var refs []chunks.Ref
+	seen := make(map[chunks.Ref]bool)
+	add := func(bv blockVal) error {
+		if seen[bv.val.ref] {
+			return nil
+		}
+		seen[bv.val.ref] = true
+		if refs = append(refs, bv.val.ref); len(refs) < replicateBatch {
+			return nil
+		}
+		err := e.place(ctx, refs, zones)
+		refs = refs[:0]
+		return err
+	}
+	switch {
+	case gone:
+	case base != 0:
+		// Only blocks changed since a snapshot whose chunks are placed.
+		var ext []Extent
+		if ext, err = e.Diff(ctx, base, id); err == nil {
+			for _, x := range ext {
+				if x.Cleared {
+					continue
+				}
+				b0, b1 := uint64(x.Offset/BlockSize), uint64((x.Offset+x.Length+BlockSize-1)/BlockSize)
+				if err = e.walkRange(ctx, id, b0, b1, add); err != nil {
+					break
+				}
+			}
+		}
+	default:
+		err = e.walkAllocated(ctx, id, add)
+	}
+	if err == nil && len(refs) > 0 {
+		err = e.place(ctx, refs, zones)
+	}
+	if errors.Is(err, ErrNotFound) {
+		err = nil // deleted meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	return e.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(pendingKey(id)) })
+}
+
+// replicatedBefore returns the newest earlier snapshot of v's lineage that
+// is not pending and whose placement includes v's, or 0.
+func replicatedBefore(tx meta.Tx, v view) (ID, error) {
+	var best ID
+	var bestGen Generation
+	err := tx.Scan([]byte{prefixImage}, []byte{prefixImage + 1}, func(k, val []byte) error {
+		id, err := decodeIDKey(k, prefixImage)
+		if err != nil {
+			return err
+		}
+		var img imageRecord
+		if err := json.Unmarshal(val, &img); err != nil {
+			return fmt.Errorf("%w: image %d: %v", ErrCorrupt, id, err)
+		}
+		if img.Kind != KindSnapshot || img.Lineage != v.lin || img.Gen >= v.gen || img.Gen <= bestGen || !covers(img.Zones, v.zones) {
+			return nil
+		}
+		if pending, err := isPending(tx, ID(id)); err != nil || pending {
+			return err
+		}
+		best, bestGen = ID(id), img.Gen
+		return nil
+	})
+	return best, err
+}
+
+// place copies each chunk into the zones of want whose copy the index
+// lacks, reading it from a zone that has one.
+func (e *Engine) place(ctx context.Context, refs []chunks.Ref, want []zoneID) error {
+	type src struct {
+		ref  chunks.Ref
+		locs []zoneLocation
+	}
+	var todo []src
+	need := make(map[zoneID][]int)
+	err := e.meta.View(ctx, func(tx meta.Tx) error {
+		todo = todo[:0]
+		clear(need)
+		for _, ref := range refs {
+			ce, ok, err := getChunk(tx, ref)
+			if err != nil || !ok {
+				return err
+			}
+			i, missing := len(todo), false
+			for _, z := range want {
+				if !ce.hasZone(z) {
+					need[z] = append(need[z], i)
+					missing = true
+				}
+			}
+			if missing {
+				todo = append(todo, src{ref, ce.Locations})
+			}
+		}
+		return nil
+	})
+	if err != nil || len(need) == 0 {
+		return err
+	}
+	data := make([][]byte, len(todo))
+	for i, t := range todo {
+		if data[i], err = e.readChunk(ctx, t.ref, t.locs, nil); err != nil {
+			if errors.Is(err, errGone) {
+				continue // collected meanwhile
+			}
+			return fmt.Errorf("reading chunk %s to replicate it: %w", t.ref, err)
+		}
+	}
+	put := make(map[zoneID][]chunks.Chunk)
+	for z, idx := range need {
+		for _, i := range idx {
+			if data[i] != nil {
+				put[z] = append(put[z], chunks.Chunk{Ref: todo[i].ref, Data: data[i]})
+				e.replicated.Add(int64(len(data[i])))
+			}
+		}
+	}
+	fresh, err := e.putZones(ctx, put)
+	if err != nil {
+		return err
+	}
+	return e.addLocations(ctx, fresh)
+}
+
+// addLocations records new copies in the index, for chunks still indexed
+// and still lacking a copy in that zone; a chunk collected meanwhile
+// leaves its new copy as garbage for GC.
+func (e *Engine) addLocations(ctx context.Context, fresh map[zoneID]map[chunks.Ref]chunks.Location) error {
+	return e.meta.Update(ctx, func(tx meta.Tx) error {
+		for z, m := range fresh {
+			for ref, loc := range m {
+				ce, ok, err := getChunk(tx, ref)
+				if err != nil {
+					return err
+				}
+				if !ok || ce.hasZone(z) {
+					continue
+				}
+				ce.Locations = append(ce.Locations, zoneLocation{Zone: z, Location: loc})
+				if err := tx.Put(chunkKey(ref), ce.marshal()); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,266 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/deltadisk/deltadisk/internal/chunks"
+	"github.com/deltadisk/deltadisk/internal/meta"
+)
+
+// ScrubOptions tunes a scrub.
+type ScrubOptions struct {
+	// Repair rewrites each missing or corrupt copy from a good copy in
+	// another zone.
+	Repair bool
+}
+
+// ScrubReport is what a scrub found and did, per zone and in total.
+type ScrubReport struct {
+	Zones []ZoneScrub
+	// Copies is the number of chunk copies read and verified.
+	Copies int
+	// Missing and Corrupt count bad copies; Repaired those rewritten;
+	// Unrecoverable the chunks with no good copy in any zone.
+	Missing, Corrupt, Repaired, Unrecoverable int
+	// Problems names each bad copy (at most maxScrubProblems of them).
+	Problems []string
+}
+
+// ZoneScrub is one zone's part of a ScrubReport.
+type ZoneScrub struct {
+	Zone                                      string
+	Packs, Copies, Missing, Corrupt, Repaired int
+}
+
+const maxScrubProblems = 100
+
+// badCopy is a copy the index lists that could not be read back intact.
+type badCopy struct {
+	ref     chunks.Ref
+	loc     zoneLocation
+	missing bool
+}
+
+// Scrub reads every chunk copy the index lists, pack by pack, and verifies
+// it against its hash: a lost zone (its packs gone) or damaged packs show
+// up as missing or corrupt copies. With Repair each bad copy is rewritten
+// into its zone from a good copy elsewhere, restoring the redundancy the
+// placement asks for. It reads all stored data: O(data).
+func (e *Engine) Scrub(ctx context.Context, opts ScrubOptions) (ScrubReport, error) {
+	var rep ScrubReport
+	// Each zone's packs with the copies the index places in them.
+	byPack := make(map[zoneID]map[string][]badCopy)
+	err := e.meta.View(ctx, func(tx meta.Tx) error {
+		clear(byPack)
+		return scanAll(tx, prefixChunk, func(k, v []byte) error {
+			ref, err := decodeChunkKey(k)
+			if err != nil {
+				return err
+			}
+			ce, err := unmarshalChunkEntry(v)
+			if err != nil {
+				return err
+			}
+			for _, loc := range ce.Locations {
+				if byPack[loc.Zone] == nil {
+					byPack[loc.Zone] = make(map[string][]badCopy)
+				}
+				byPack[loc.Zone][loc.Pack] = append(byPack[loc.Zone][loc.Pack], badCopy{ref: ref, loc: loc})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return rep, err
+	}
+	var bad []badCopy
+	for _, z := range e.zones.order {
+		zs := ZoneScrub{Zone: e.zones.name(z)}
+		packs := byPack[z]
+		names := make([]string, 0, len(packs))
+		for p := range packs {
+			names = append(names, p)
+		}
+		slices.Sort(names)
+		for _, p := range names {
+			zs.Packs++
+			zs.Copies += len(packs[p])
+			found, packMissing, err := e.scrubPack(ctx, z, p)
+			if err != nil {
+				return rep, fmt.Errorf("zone %s: %w", zs.Zone, err)
+			}
+			for _, c := range packs[p] {
+				if found[c.loc.Location] != c.ref {
+					c.missing = packMissing
+					bad = append(bad, c)
+				}
+			}
+		}
+		rep.Zones = append(rep.Zones, zs)
+	}
+	// A compaction may have moved copies since the index was read; only
+	// copies the index still lists where they were found bad count.
+	if bad, err = e.stillListed(ctx, bad); err != nil {
+		return rep, err
+	}
+	for _, c := range bad {
+		zs := &rep.Zones[slices.Index(e.zones.order, c.loc.Zone)]
+		what := "corrupt"
+		if c.missing {
+			what = "missing"
+			zs.Missing++
+			rep.Missing++
+		} else {
+			zs.Corrupt++
+			rep.Corrupt++
+		}
+		if len(rep.Problems) < maxScrubProblems {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("zone %s: chunk %s in pack %s is %s", zs.Zone, c.ref, c.loc.Pack, what))
+		}
+	}
+	for _, zs := range rep.Zones {
+		rep.Copies += zs.Copies
+	}
+	if len(bad) > 0 {
+		e.log.Warn("scrub found bad chunk copies", "missing", rep.Missing, "corrupt", rep.Corrupt)
+	}
+	if opts.Repair && len(bad) > 0 {
+		if err := e.repair(ctx, bad, &rep); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// scrubPack reads and verifies a pack, returning which chunk lies intact
+// at each location in it. A pack whose framing is damaged holds nothing
+// intact, nor does a missing one (reported by missing); any other error
+// (the context, say) stops the scrub.
+func (e *Engine) scrubPack(ctx context.Context, z zoneID, pack string) (map[chunks.Location]chunks.Ref, bool, error) {
+	found := make(map[chunks.Location]chunks.Ref)
+	err := e.zones.stores[z].ReadPack(ctx, pack, func(ref chunks.Ref, loc chunks.Location, _ []byte, err error) error {
+		if err == nil {
+			found[loc] = ref
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil && (errors.Is(err, chunks.ErrNotFound) || errors.Is(err, chunks.ErrCorrupt)) {
+		e.log.Warn("scrub: pack unreadable", "zone", e.zones.name(z), "pack", pack, "err", err)
+		return found, errors.Is(err, chunks.ErrNotFound), nil
+	}
+	return found, false, err
+}
+
+func (e *Engine) stillListed(ctx context.Context, bad []badCopy) ([]badCopy, error) {
+	var out []badCopy
+	err := e.meta.View(ctx, func(tx meta.Tx) error {
+		out = out[:0]
+		for _, c := range bad {
+			ce, ok, err := getChunk(tx, c.ref)
+			if err != nil {
+				return err
+			}
+			if ok && slices.Contains(ce.Locations, c.loc) {
+				out = append(out, c)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// repair rewrites bad copies from good ones, a batch at a time, and points
+// the index at the new copies.
+func (e *Engine) repair(ctx context.Context, bad []badCopy, rep *ScrubReport) error {
+	badSet := make(map[zoneLocation]bool, len(bad))
+	for _, c := range bad {
+		badSet[c.loc] = true
+	}
+	for len(bad) > 0 {
+		n := min(len(bad), replicateBatch)
+		batch := bad[:n]
+		bad = bad[n:]
+		put := make(map[zoneID][]chunks.Chunk)
+		var bytes int64
+		for _, c := range batch {
+			data, err := e.goodCopy(ctx, c, badSet)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				rep.Unrecoverable++
+				if len(rep.Problems) < maxScrubProblems {
+					rep.Problems = append(rep.Problems, fmt.Sprintf("chunk %s: no good copy left: %v", c.ref, err))
+				}
+				continue
+			}
+			put[c.loc.Zone] = append(put[c.loc.Zone], chunks.Chunk{Ref: c.ref, Data: data})
+			bytes += int64(len(data))
+		}
+		fresh, err := e.putZones(ctx, put)
+		if err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
+		e.replicated.Add(bytes)
+		err = e.meta.Update(ctx, func(tx meta.Tx) error {
+			for _, c := range batch {
+				loc, ok := fresh[c.loc.Zone][c.ref]
+				if !ok {
+					continue
+				}
+				ce, found, err := getChunk(tx, c.ref)
+				if err != nil {
+					return err
+				}
+				i := slices.Index(ce.Locations, c.loc)
+				if !found || i < 0 {
+					continue // moved or collected meanwhile
+				}
+				ce.Locations[i].Location = loc
+				if err := tx.Put(chunkKey(c.ref), ce.marshal()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for z, m := range fresh {
+			zs := &rep.Zones[slices.Index(e.zones.order, z)]
+			zs.Repaired += len(m)
+			rep.Repaired += len(m)
+		}
+	}
+	if rep.Repaired > 0 {
+		e.log.Info("scrub repaired chunk copies", "repaired", rep.Repaired, "unrecoverable", rep.Unrecoverable)
+	}
+	return nil
+}
+
+// goodCopy reads a chunk from a copy other than the bad ones.
+func (e *Engine) goodCopy(ctx context.Context, c badCopy, badSet map[zoneLocation]bool) ([]byte, error) {
+	var locs []zoneLocation
+	err := e.meta.View(ctx, func(tx meta.Tx) error {
+		ce, ok, err := getChunk(tx, c.ref)
+		if err != nil || !ok {
+			return err
+		}
+		for _, l := range ce.Locations {
+			if !badSet[l] {
+				locs = append(locs, l)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(locs) == 0 {
+		return nil, errors.New("every copy is missing or corrupt")
+	}
+	return e.readChunk(ctx, c.ref, locs, nil)
+}
