@@ -10,8 +10,8 @@ import (
 )
 
 // Admin endpoints run maintenance inside the server, which holds the
-// embedded store's lock: POST /deltadisk/admin/check (?readData=true) and
-// POST /deltadisk/admin/gc. They need the Owner role on the server's
+// embedded store's lock: POST /deltadisk/admin/check (?readData=true),
+// POST /deltadisk/admin/gc and POST /deltadisk/admin/scrub (?repair=true). They need the Owner role on the server's
 // default subscription, the one credentials.json names.
 
 func (c *call) admin(action string) error {
@@ -49,8 +49,27 @@ func (c *call) admin(action string) error {
 			"chunksFreed": st.ChunksFreed, "packsDeleted": st.PacksDeleted,
 			"packsCompacted": st.PacksCompacted, "bytesFreed": st.BytesFreed,
 		})
+	case "scrub":
+		repair, _ := strconv.ParseBool(c.r.URL.Query().Get("repair"))
+		rep, err := eng.Scrub(ctx, engine.ScrubOptions{Repair: repair})
+		if err != nil {
+			return err
+		}
+		zones := make([]map[string]any, len(rep.Zones))
+		for i, z := range rep.Zones {
+			zones[i] = map[string]any{"zone": z.Zone, "packs": z.Packs, "copies": z.Copies,
+				"missing": z.Missing, "corrupt": z.Corrupt, "repaired": z.Repaired}
+		}
+		problems := rep.Problems
+		if problems == nil {
+			problems = []string{}
+		}
+		writeJSON(c.w, http.StatusOK, map[string]any{
+			"repair": repair, "copies": rep.Copies, "missing": rep.Missing, "corrupt": rep.Corrupt,
+			"repaired": rep.Repaired, "unrecoverable": rep.Unrecoverable, "zones": zones, "problems": problems,
+		})
 	default:
-		return errorf(http.StatusNotFound, "NotFound", "No admin action '%s'; deltadisk has check and gc.", strings.ToLower(action))
+		return errorf(http.StatusNotFound, "NotFound", "No admin action '%s'; deltadisk has check, gc and scrub.", strings.ToLower(action))
 	}
 	return nil
 }

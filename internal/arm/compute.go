@@ -52,7 +52,8 @@ type propertiesJSON struct {
 	PublicNetworkAccess         string           `json:"publicNetworkAccess"`
 	Incremental                 *bool            `json:"incremental,omitempty"`
 	IncrementalSnapshotFamilyID string           `json:"incrementalSnapshotFamilyId,omitempty"`
-	// CompletionPercent and CopyCompletionError show a CopyStart copy.
+	// CompletionPercent and CopyCompletionError show a CopyStart copy;
+	// CompletionPercent also shows a snapshot whose zones are being filled.
 	CompletionPercent   *float64           `json:"completionPercent,omitempty"`
 	CopyCompletionError *service.CopyError `json:"copyCompletionError,omitempty"`
 }
@@ -84,10 +85,17 @@ func resourceOf(r *service.Resource, now time.Time) resourceJSON {
 	if r.Attached != nil {
 		out.ManagedBy = r.Attached.Holder
 	}
-	if r.Copy != nil {
+	switch {
+	case r.Copy != nil:
 		pct := r.Copy.Percent
+		if r.Copy.Done && r.Replication != nil {
+			pct = min(pct, r.Replication.Percent)
+		}
 		out.Properties.CompletionPercent = &pct
 		out.Properties.CopyCompletionError = r.Copy.Error
+	case r.Replication != nil:
+		pct := r.Replication.Percent
+		out.Properties.CompletionPercent = &pct
 	}
 	if r.Kind == service.KindSnapshot {
 		inc := r.Incremental

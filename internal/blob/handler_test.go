@@ -74,15 +74,21 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ms.Close() })
-	ccfg := chunks.DefaultConfig()
 	f.faulty = chunkstest.Faulty(chunkstest.NewMem())
-	ccfg.Backend = f.faulty
-	cs, err := chunks.New(ccfg)
+	ecfg := engine.DefaultConfig()
+	ecfg.Meta = ms
+	// The fixture's disks are locally redundant in eastus: zone eastus-1.
+	ecfg.Zones, err = service.Zones(service.DefaultRegions(), func(zone string) (*chunks.Store, error) {
+		ccfg := chunks.DefaultConfig()
+		ccfg.Backend = chunkstest.NewMem()
+		if zone == "eastus-1" {
+			ccfg.Backend = f.faulty
+		}
+		return chunks.New(ccfg)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ecfg := engine.DefaultConfig()
-	ecfg.Meta, ecfg.Zones = ms, []engine.Zone{{Name: "z1", Store: cs}}
 	if f.eng, err = engine.Open(ctx, ecfg); err != nil {
 		t.Fatal(err)
 	}

@@ -19,13 +19,14 @@ store's lock. These commands need the Owner role on the server's default
 subscription (the service principal of credentials.json has it).`,
 		Example: `  deltadisk admin check
   deltadisk admin check --read-data -o table
-  deltadisk admin gc`,
+  deltadisk admin gc
+  deltadisk admin scrub --repair`,
 		Args:              cobra.NoArgs,
 		RunE:              showHelp,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return g.client.prepare(cmd) },
 	}
 	g.client.addFlags(cmd.PersistentFlags())
-	cmd.AddCommand(newAdminCheckCommand(g), newAdminGCCommand(g))
+	cmd.AddCommand(newAdminCheckCommand(g), newAdminGCCommand(g), newAdminScrubCommand(g))
 	return cmd
 }
 
@@ -67,15 +68,18 @@ func runAdminCheck(ctx context.Context, g *globals, cmd *cobra.Command, opts adm
 		return err
 	}
 	if problems, _ := rep["problems"].([]any); len(problems) > 0 {
-		return &inconsistentError{n: len(problems)}
+		return &inconsistentError{n: len(problems), what: "consistency problems"}
 	}
 	return nil
 }
 
-type inconsistentError struct{ n int }
+type inconsistentError struct {
+	n    int
+	what string
+}
 
 func (e *inconsistentError) Error() string {
-	return "the store has " + strconv.Itoa(e.n) + " consistency problems (listed above)"
+	return "the store has " + strconv.Itoa(e.n) + " " + e.what + " (listed above)"
 }
 
 func newAdminGCCommand(g *globals) *cobra.Command {
@@ -100,4 +104,44 @@ every ten minutes; packs younger than the grace period are left alone.`,
 			return g.output(cmd, st, nil)
 		},
 	}
+}
+
+func newAdminScrubCommand(g *globals) *cobra.Command {
+	var repair bool
+	cmd := &cobra.Command{
+		Use:   "scrub",
+		Short: "Verify every stored chunk copy in every zone, and repair bad ones",
+		Long: `Read every chunk copy the index lists, zone by zone, and verify it against its
+hash. Copies lost with a zone's storage show as missing, damaged ones as
+corrupt. With --repair each bad copy is rewritten from a good copy in another
+zone, restoring full redundancy; a chunk with no good copy left is reported as
+unrecoverable. Scrub reads all stored data. The command fails (exit 1) when
+bad copies remain: found without --repair, or unrecoverable.`,
+		Example: `  deltadisk admin scrub
+  deltadisk admin scrub --repair
+  deltadisk admin scrub --query 'zones[?missing > ` + "`0`" + `].zone'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := connect(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			var rep map[string]any
+			q := url.Values{"repair": {strconv.FormatBool(repair)}}
+			if err := c.doQuery(cmd.Context(), http.MethodPost, "/deltadisk/admin/scrub", q, &rep); err != nil {
+				return err
+			}
+			if err := g.output(cmd, rep, nil); err != nil {
+				return err
+			}
+			num := func(k string) int { f, _ := rep[k].(float64); return int(f) }
+			if bad := num("missing") + num("corrupt") - num("repaired"); bad > 0 {
+				return &inconsistentError{n: bad, what: "bad chunk copies"}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&repair, "repair", false, "rewrite missing and corrupt copies from good copies in other zones")
+	return cmd
 }

@@ -19,14 +19,15 @@ import (
 const (
 	formatFileName      = "deltadisk.json"   // {"format": 1}, written first
 	metaFileName        = "meta.db"          // bbolt
-	chunksDirName       = "chunks"           // local pack files
+	zonesDirName        = "zones"            // a directory of pack files per zone, named as the zone
 	nbdSocketName       = "nbd.sock"         // NBD exports of attached disks
 	stateFileName       = "identity.json"    // tenant, subscription, principal, signing key (0600)
 	credentialsFileName = "credentials.json" // for clients, rewritten at every start (0600)
 	tlsDirName          = "tls"              // CA and server certificate (keys 0600)
 
 	// dataDirFormat is the data dir layout this binary reads and writes.
-	dataDirFormat = 1
+	// Format 1 kept all packs in one "chunks" directory, before zones.
+	dataDirFormat = 2
 )
 
 // resolveDataDir picks the data dir: the flag, else $DELTADISK_DATA_DIR,
@@ -67,7 +68,7 @@ func prepareDataDir(dir string) error {
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		for _, name := range []string{metaFileName, stateFileName, chunksDirName} {
+		for _, name := range []string{metaFileName, stateFileName, zonesDirName, "chunks"} {
 			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 				return fmt.Errorf("data dir %s holds %s but no %s: it is damaged, or not a deltadisk data dir; refusing to use it",
 					dir, name, formatFileName)
@@ -82,6 +83,11 @@ func prepareDataDir(dir string) error {
 	if err := json.Unmarshal(b, &f); err != nil || f.Format == 0 {
 		return fmt.Errorf("data dir %s: %s is not a deltadisk format file (%s); refusing to use the data dir",
 			dir, path, bytes.TrimSpace(b))
+	}
+	if f.Format == 1 {
+		return fmt.Errorf("data dir %s has format 1, written before zones: it keeps every region's packs in one store, "+
+			"which this deltadisk (format %d, a store per zone) cannot adopt; start with a new data dir and copy disks over "+
+			"(deltadisk disk download, then disk upload)", dir, dataDirFormat)
 	}
 	if f.Format != dataDirFormat {
 		return fmt.Errorf("data dir %s has format %d, and this deltadisk reads only format %d; run a deltadisk release that knows format %d",

@@ -41,6 +41,9 @@ const (
 	defaultLocation = "eastus"
 	// gcInterval is how often the server collects unreferenced chunks.
 	gcInterval = 10 * time.Minute
+	// replicateRetry is how soon replication that failed (a zone down)
+	// is tried again.
+	replicateRetry = 30 * time.Second
 )
 
 type serveOptions struct {
@@ -160,24 +163,13 @@ func runServe(ctx context.Context, g *globals, opts serveOptions, _ []string) (e
 		}
 	}
 
-	lcfg := local.DefaultConfig()
-	lcfg.Dir = filepath.Join(dir, chunksDirName)
-	lcfg.Logger = log
-	backend, err := local.Open(ctx, lcfg)
+	zones, closeZones, err := openZoneStores(ctx, filepath.Join(dir, zonesDirName), set.regions, log)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, backend.Close()) }()
-	ccfg := chunks.DefaultConfig()
-	ccfg.Backend = backend
-	ccfg.Compress = true
-	ccfg.Logger = log
-	chunkStore, err := chunks.New(ccfg)
-	if err != nil {
-		return err
-	}
+	defer func() { err = errors.Join(err, closeZones()) }()
 	ecfg := engine.DefaultConfig()
-	ecfg.Meta, ecfg.Chunks, ecfg.Logger = metaStore, chunkStore, log
+	ecfg.Meta, ecfg.Zones, ecfg.Logger = metaStore, zones, log
 	eng, err := engine.Open(ctx, ecfg)
 	if err != nil {
 		return err
@@ -231,6 +223,7 @@ func runServe(ctx context.Context, g *globals, opts serveOptions, _ []string) (e
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerZoneMetrics(reg, eng)
 	srvCfg := server.DefaultConfig()
 	srvCfg.Listener = ln
 	srvCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
@@ -272,6 +265,7 @@ func runServe(ctx context.Context, g *globals, opts serveOptions, _ []string) (e
 	gcCtx, stopGC := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { collectGarbage(gcCtx, eng, log, gcInterval) })
+	wg.Go(func() { replicate(gcCtx, eng, log, replicateRetry) })
 	defer func() {
 		stopGC()
 		wg.Wait()
@@ -295,6 +289,38 @@ func httpClientTrusting(file string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
 	return &http.Client{Transport: tr}, nil
+}
+
+// openZoneStores opens a local pack store for every zone of every region,
+// each in a directory of its own under dir.
+func openZoneStores(ctx context.Context, dir string, regions []service.Region, log *slog.Logger) ([]engine.Zone, func() error, error) {
+	var backends []*local.Backend
+	closeAll := func() error {
+		var err error
+		for _, b := range backends {
+			err = errors.Join(err, b.Close())
+		}
+		return err
+	}
+	zones, err := service.Zones(regions, func(name string) (*chunks.Store, error) {
+		lcfg := local.DefaultConfig()
+		lcfg.Dir = filepath.Join(dir, name)
+		lcfg.Logger = log
+		backend, err := local.Open(ctx, lcfg)
+		if err != nil {
+			return nil, err
+		}
+		backends = append(backends, backend)
+		ccfg := chunks.DefaultConfig()
+		ccfg.Backend = backend
+		ccfg.Compress = true
+		ccfg.Logger = log
+		return chunks.New(ccfg)
+	})
+	if err != nil {
+		return nil, nil, errors.Join(err, closeAll())
+	}
+	return zones, closeAll, nil
 }
 
 // derivePublicURL returns the URL clients reach the server at: the
@@ -345,6 +371,46 @@ func certHosts(pub *url.URL, listen string) []string {
 		}
 	}
 	return hosts
+}
+
+// replicate fills the zones of pending images whenever the engine asks for
+// it, and retries failures every retry interval until ctx ends.
+func replicate(ctx context.Context, eng *engine.Engine, log *slog.Logger, retry time.Duration) {
+	t := time.NewTicker(retry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-eng.ReplicationNeeded():
+		case <-t.C:
+		}
+		began := time.Now()
+		n, err := eng.Replicate(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			log.Error("replication failed; retrying later", "images_done", n, "err", err, "retry_in", retry)
+		case n > 0:
+			log.Info("replicated", "images", n, "dur", time.Since(began))
+		}
+	}
+}
+
+// registerZoneMetrics exports the engine's zone counters.
+func registerZoneMetrics(reg prometheus.Registerer, eng *engine.Engine) {
+	for _, zone := range eng.Zones() {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "deltadisk_zone_read_failures_total",
+			Help:        "Chunk reads that failed in a zone (and were retried in another).",
+			ConstLabels: prometheus.Labels{"zone": zone},
+		}, func() float64 { return float64(eng.ZoneFaults()[zone]) }))
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "deltadisk_zone_replicated_bytes_total",
+		Help: "Chunk bytes copied between zones by background replication and scrub repairs.",
+	}, func() float64 { return float64(eng.ReplicatedBytes()) }))
 }
 
 // collectGarbage runs the engine's GC every interval until ctx ends.

@@ -322,7 +322,7 @@ func TestServe(t *testing.T) {
 	wantMode(t, dir, 0o700)
 	wantMode(t, filepath.Join(dir, stateFileName), 0o600)
 	wantMode(t, filepath.Join(dir, "tls", "ca-key.pem"), 0o600)
-	for _, name := range []string{formatFileName, metaFileName, chunksDirName} {
+	for _, name := range []string{formatFileName, metaFileName, filepath.Join(zonesDirName, "eastus-3"), filepath.Join(zonesDirName, "westus")} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("data dir lacks %s: %v", name, err)
 		}

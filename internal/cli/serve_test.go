@@ -269,8 +269,8 @@ func TestPrepareDataDir(t *testing.T) {
 			t.Errorf("data dir mode = %v (%v), want 0700", info.Mode().Perm(), err)
 		}
 		b, _ := os.ReadFile(filepath.Join(dir, formatFileName))
-		if strings.TrimSpace(string(b)) != `{"format":1}` {
-			t.Errorf("%s = %q, want {\"format\":1}", formatFileName, b)
+		if strings.TrimSpace(string(b)) != `{"format":2}` {
+			t.Errorf("%s = %q, want {\"format\":2}", formatFileName, b)
 		}
 		if err := prepareDataDir(dir); err != nil {
 			t.Errorf("second prepareDataDir: %v", err)
@@ -281,7 +281,8 @@ func TestPrepareDataDir(t *testing.T) {
 		files map[string]string
 		want  string
 	}{
-		{"unknown format", map[string]string{formatFileName: `{"format": 2}`}, "has format 2, and this deltadisk reads only format 1"},
+		{"unknown format", map[string]string{formatFileName: `{"format": 3}`}, "has format 3, and this deltadisk reads only format 2"},
+		{"format before zones", map[string]string{formatFileName: `{"format": 1}`}, "has format 1, written before zones"},
 		{"not a format file", map[string]string{formatFileName: `hello`}, "not a deltadisk format file"},
 		{"format zero", map[string]string{formatFileName: `{}`}, "not a deltadisk format file"},
 		{"stores without format file", map[string]string{metaFileName: "x"}, "no deltadisk.json"},

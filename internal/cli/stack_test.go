@@ -59,14 +59,16 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ms.Close() })
-	ccfg := chunks.DefaultConfig()
-	ccfg.Backend = chunkstest.NewMem()
-	cs, err := chunks.New(ccfg)
+	ecfg := engine.DefaultConfig()
+	ecfg.Meta = ms
+	ecfg.Zones, err = service.Zones(service.DefaultRegions(), func(string) (*chunks.Store, error) {
+		ccfg := chunks.DefaultConfig()
+		ccfg.Backend = chunkstest.NewMem()
+		return chunks.New(ccfg)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ecfg := engine.DefaultConfig()
-	ecfg.Meta, ecfg.Zones = ms, []engine.Zone{{Name: "z1", Store: cs}}
 	eng, err := engine.Open(ctx, ecfg)
 	if err != nil {
 		t.Fatal(err)

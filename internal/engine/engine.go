@@ -113,6 +113,7 @@ type Engine struct {
 	// kick wakes the replication loop; replicated counts bytes it copied.
 	kick       chan struct{}
 	replicated atomic.Int64
+	progress   sync.Map // ID → *atomic.Int64, per mille of a running replication
 
 	mu    sync.Mutex
 	locks map[LineageID]*lineageLock
@@ -236,8 +237,9 @@ type Info struct {
 	// data once Pending is false.
 	Zones []string
 	// Pending is set while chunks are still being copied into some zone
-	// of the placement.
+	// of the placement; Percent is how far that has come (100 when done).
 	Pending bool
+	Percent float64
 }
 
 // Stat returns an image's description.
@@ -286,8 +288,22 @@ func (e *Engine) List(ctx context.Context) ([]Info, error) {
 
 func (e *Engine) info(tx meta.Tx, v view) (Info, error) {
 	pending, err := isPending(tx, v.id)
+	pct := 100.0
+	if pending {
+		pct = e.replicationPercent(v.id)
+	}
 	return Info{ID: v.id, Kind: v.kind, Lineage: v.lin, Gen: v.gen, Size: v.size, Base: v.rec.Base, BaseGen: v.rec.BaseGen,
-		Zones: e.zones.nameList(v.zones), Pending: pending}, err
+		Zones: e.zones.nameList(v.zones), Pending: pending, Percent: pct}, err
+}
+
+func (e *Engine) imageSize(ctx context.Context, id ID) (int64, error) {
+	var size int64
+	err := e.meta.View(ctx, func(tx meta.Tx) error {
+		v, err := openView(tx, id)
+		size = v.size
+		return err
+	})
+	return size, err
 }
 
 // view resolves an image inside a transaction to the lineage state it reads.

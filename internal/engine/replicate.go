@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/deltadisk/deltadisk/internal/chunks"
 	"github.com/deltadisk/deltadisk/internal/meta"
@@ -120,6 +121,9 @@ func (e *Engine) replicateImage(ctx context.Context, id ID) error {
 	}
 	var refs []chunks.Ref
 	seen := make(map[chunks.Ref]bool)
+	progress := new(atomic.Int64) // per mille of the work done
+	e.progress.Store(id, progress)
+	defer e.progress.Delete(id)
 	add := func(bv blockVal) error {
 		if seen[bv.val.ref] {
 			return nil
@@ -138,7 +142,7 @@ func (e *Engine) replicateImage(ctx context.Context, id ID) error {
 		// Only blocks changed since a snapshot whose chunks are placed.
 		var ext []Extent
 		if ext, err = e.Diff(ctx, base, id); err == nil {
-			for _, x := range ext {
+			for i, x := range ext {
 				if x.Cleared {
 					continue
 				}
@@ -146,10 +150,17 @@ func (e *Engine) replicateImage(ctx context.Context, id ID) error {
 				if err = e.walkRange(ctx, id, b0, b1, add); err != nil {
 					break
 				}
+				progress.Store(int64(1000 * i / len(ext)))
 			}
 		}
 	default:
-		err = e.walkAllocated(ctx, id, add)
+		var size int64
+		if size, err = e.imageSize(ctx, id); err == nil {
+			err = e.walkAllocated(ctx, id, func(bv blockVal) error {
+				progress.Store(int64(bv.b) * BlockSize * 1000 / size)
+				return add(bv)
+			})
+		}
 	}
 	if err == nil && len(refs) > 0 {
 		err = e.place(ctx, refs, zones)
@@ -161,6 +172,15 @@ func (e *Engine) replicateImage(ctx context.Context, id ID) error {
 		return err
 	}
 	return e.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(pendingKey(id)) })
+}
+
+// replicationPercent is how far the replication of a pending image has
+// come, as far as this process knows (0 until it starts).
+func (e *Engine) replicationPercent(id ID) float64 {
+	if p, ok := e.progress.Load(id); ok {
+		return float64(p.(*atomic.Int64).Load()) / 10
+	}
+	return 0
 }
 
 // replicatedBefore returns the newest earlier snapshot of v's lineage that

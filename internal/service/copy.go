@@ -140,7 +140,9 @@ func (s *Service) copyStart(ctx context.Context, r *Resource, region Region, spe
 		return nil, notAllowed("Snapshot '%s' is not newer than '%s', the last one copied into region '%s'; copies go in creation order.", src.Name, line.LastSource, region.Name)
 	}
 	if line.Volume == 0 {
-		if line.Volume, err = s.engine.CreateVolume(ctx, src.SizeBytes); err != nil {
+		// The region's copy of the disk; each copied snapshot is placed
+		// by its own sku when it is sealed.
+		if line.Volume, err = s.engine.CreateVolume(ctx, src.SizeBytes, region.Placement(sku)...); err != nil {
 			return nil, err
 		}
 		line.FamilyID = uuid.NewString()
@@ -354,7 +356,11 @@ func (s *Service) runCopy(ctx context.Context, id ResourceID, t Transport) error
 	if got != want {
 		return s.finishCopy(ctx, id, &st, &CopyError{ErrorCode: "CopyVerificationFailed", ErrorMessage: "The copied data does not hash as the source does."}, nil)
 	}
-	snap, err := s.engine.Snapshot(ctx, line.Volume)
+	reg, err := s.Region(target.Location)
+	if err != nil {
+		return s.failCopy(ctx, id, err)
+	}
+	snap, err := s.engine.Snapshot(ctx, line.Volume, reg.Placement(target.Sku)...)
 	if err != nil {
 		return s.failCopy(ctx, id, err)
 	}

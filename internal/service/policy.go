@@ -3,6 +3,8 @@ package service
 import (
 	"errors"
 	"fmt"
+	"github.com/deltadisk/deltadisk/internal/chunks"
+	"github.com/deltadisk/deltadisk/internal/engine"
 	"slices"
 	"strings"
 	"time"
@@ -72,6 +74,46 @@ func (p Policy) Validate() error {
 type Region struct {
 	Name  string `json:"name"`
 	Zones int    `json:"zones"`
+}
+
+// ZoneNames names the region's zone stores: "eastus-1" to "eastus-3" for a
+// region with three zones, the region's own name for one without.
+func (r Region) ZoneNames() []string {
+	if r.Zones == 0 {
+		return []string{r.Name}
+	}
+	out := make([]string, r.Zones)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", r.Name, i+1)
+	}
+	return out
+}
+
+// Zones lists every zone of the regions, each with the store open returns
+// for it: what [engine.Config] needs for the regions.
+func Zones(regions []Region, open func(zone string) (*chunks.Store, error)) ([]engine.Zone, error) {
+	var out []engine.Zone
+	for _, r := range regions {
+		for _, name := range r.ZoneNames() {
+			store, err := open(name)
+			if err != nil {
+				return nil, fmt.Errorf("zone %s: %w", name, err)
+			}
+			out = append(out, engine.Zone{Name: name, Store: store})
+		}
+	}
+	return out, nil
+}
+
+// Placement returns the zones that hold data of the given sku in the
+// region: every zone for zone-redundant storage, the first for locally
+// redundant.
+func (r Region) Placement(sku string) []string {
+	zones := r.ZoneNames()
+	if strings.HasSuffix(sku, "_ZRS") {
+		return zones
+	}
+	return zones[:1]
 }
 
 // DefaultRegions returns Azure's public regions; eastus, eastus2,

@@ -118,6 +118,17 @@ type Resource struct {
 	// RecentSnapshots are the times of a disk's incremental snapshots
 	// inside the policy's rate window.
 	RecentSnapshots []time.Time `json:"recentSnapshots,omitempty"`
+
+	// Zones and Replication come from the engine on every read, never
+	// from the record: the zone stores that hold the data, and whether
+	// some of them are still being filled.
+	Zones       []string     `json:"-"`
+	Replication *Replication `json:"-"`
+}
+
+// Replication is the background filling of a resource's zones.
+type Replication struct {
+	Percent float64
 }
 
 // ID returns the resource's id.

@@ -79,7 +79,30 @@ func (s *Service) Get(ctx context.Context, id ResourceID) (*Resource, error) {
 		r, err = s.load(tx, id)
 		return err
 	})
-	return r, err
+	if err != nil {
+		return nil, err
+	}
+	return r, s.noteReplication(ctx, r)
+}
+
+// noteReplication fills in r.Replication from the engine: whether every
+// zone of the resource's sku holds all of its data yet.
+func (s *Service) noteReplication(ctx context.Context, r *Resource) error {
+	if r.Image == 0 {
+		return nil
+	}
+	info, err := s.engine.Stat(ctx, r.Image)
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil // deleted meanwhile; the record goes with it
+	}
+	if err != nil {
+		return err
+	}
+	r.Zones = info.Zones
+	if info.Pending {
+		r.Replication = &Replication{Percent: info.Percent}
+	}
+	return nil
 }
 
 // load reads a resource, settling a grant that has expired; the change
@@ -184,7 +207,15 @@ func (s *Service) List(ctx context.Context, sub, group string, kind Kind, after 
 		}
 		return err
 	})
-	return out, next, err
+	if err != nil {
+		return nil, "", err
+	}
+	for _, r := range out {
+		if err := s.noteReplication(ctx, r); err != nil {
+			return nil, "", err
+		}
+	}
+	return out, next, nil
 }
 
 func unmarshal(k, v []byte, dst any) error {
@@ -270,7 +301,7 @@ func (s *Service) createEmpty(ctx context.Context, r *Resource, region Region, s
 		return nil, err
 	}
 	r.Sku, r.SizeBytes, r.FamilyID = sku, spec.DiskSizeGB<<30, uuid.NewString()
-	if r.Image, err = s.engine.CreateVolume(ctx, r.SizeBytes); err != nil {
+	if r.Image, err = s.engine.CreateVolume(ctx, r.SizeBytes, region.Placement(sku)...); err != nil {
 		return nil, err
 	}
 	return r, s.insert(ctx, r, nil)
@@ -288,7 +319,7 @@ func (s *Service) createUpload(ctx context.Context, r *Resource, region Region, 
 	}
 	r.Sku, r.SizeBytes, r.FamilyID, r.AwaitingUpload = sku, n-vhd.FooterSize, uuid.NewString(), true
 	r.CreationData.UploadSizeBytes = n
-	if r.Image, err = s.engine.CreateVolume(ctx, r.SizeBytes); err != nil {
+	if r.Image, err = s.engine.CreateVolume(ctx, r.SizeBytes, region.Placement(sku)...); err != nil {
 		return nil, err
 	}
 	return r, s.insert(ctx, r, nil)
@@ -342,7 +373,7 @@ func (s *Service) copyToDisk(ctx context.Context, r *Resource, region Region, sp
 	if r.OSType == "" {
 		r.OSType = src.OSType
 	}
-	if r.Image, err = s.engine.Clone(ctx, src.Image, r.SizeBytes); err != nil {
+	if r.Image, err = s.engine.Clone(ctx, src.Image, r.SizeBytes, region.Placement(sku)...); err != nil {
 		return nil, err
 	}
 	return r, s.insert(ctx, r, nil)
@@ -367,7 +398,7 @@ func (s *Service) fullSnapshot(ctx context.Context, r *Resource, region Region, 
 		r.OSType = src.OSType
 	}
 	var err error
-	if r.Image, err = s.engine.Freeze(ctx, src.Image); err != nil {
+	if r.Image, err = s.engine.Freeze(ctx, src.Image, region.Placement(sku)...); err != nil {
 		return nil, err
 	}
 	return r, s.insert(ctx, r, nil)
@@ -423,7 +454,9 @@ func (s *Service) incrementalSnapshot(ctx context.Context, r *Resource, region R
 	if r.OSType == "" {
 		r.OSType = disk.OSType
 	}
-	if r.Image, err = s.engine.Snapshot(ctx, disk.Image); err != nil {
+	// A zone-redundant snapshot of a locally-redundant disk is taken at
+	// once; the engine fills the other zones in the background.
+	if r.Image, err = s.engine.Snapshot(ctx, disk.Image, region.Placement(sku)...); err != nil {
 		return nil, err
 	}
 	disk.RecentSnapshots = append(recent, now.UTC())

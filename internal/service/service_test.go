@@ -38,14 +38,11 @@ func newFixture(t *testing.T, tune func(*service.Config)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ms.Close() })
-	ccfg := chunks.DefaultConfig()
-	ccfg.Backend = chunkstest.NewMem()
-	cs, err := chunks.New(ccfg)
-	if err != nil {
+	ecfg := engine.DefaultConfig()
+	ecfg.Meta = ms
+	if ecfg.Zones, err = service.Zones(service.DefaultRegions(), memStore); err != nil {
 		t.Fatal(err)
 	}
-	ecfg := engine.DefaultConfig()
-	ecfg.Meta, ecfg.Zones = ms, []engine.Zone{{Name: "z1", Store: cs}}
 	e, err := engine.Open(ctx, ecfg)
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +66,13 @@ func newFixture(t *testing.T, tune func(*service.Config)) *fixture {
 		}
 	}
 	return f
+}
+
+// memStore is a zone store in memory.
+func memStore(string) (*chunks.Store, error) {
+	cfg := chunks.DefaultConfig()
+	cfg.Backend = chunkstest.NewMem()
+	return chunks.New(cfg)
 }
 
 func diskID(name string) service.ResourceID {

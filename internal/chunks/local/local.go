@@ -183,6 +183,15 @@ func (b *Backend) Put(ctx context.Context, name string, data []byte) error {
 		return fmt.Errorf("local: put %s: %w", name, err)
 	}
 	f, err := b.fs.CreateTemp(dir, tempPrefix+"*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// The directory was removed under us (a lost disk replaced by an
+		// empty one): forget what exists and create it again, so that
+		// the store can be refilled.
+		b.dirs.Clear()
+		if err = b.ensureDir(dir); err == nil {
+			f, err = b.fs.CreateTemp(dir, tempPrefix+"*")
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("local: put %s: %w", name, err)
 	}

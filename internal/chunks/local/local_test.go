@@ -286,3 +286,29 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestDirRemovedUnderBackend: when the store's directory is removed while
+// it is open (a lost disk swapped for an empty one), objects read as not
+// found and the next Put creates the directory again.
+func TestDirRemovedUnderBackend(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "zone")
+	b := open(t, local.Config{Dir: dir})
+	defer b.Close()
+	if err := b.Put(ctx, "packs/p1", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 3)
+	if err := b.ReadAt(ctx, "packs/p1", p, 0); !errors.Is(err, chunks.ErrNotFound) {
+		t.Fatalf("ReadAt after the directory was removed = %v, want ErrNotFound", err)
+	}
+	if err := b.Put(ctx, "packs/p2", []byte("two")); err != nil {
+		t.Fatalf("Put after the directory was removed = %v, want it recreated", err)
+	}
+	if err := b.ReadAt(ctx, "packs/p2", p, 0); err != nil || string(p) != "two" {
+		t.Fatalf("ReadAt of the new object = %q, %v", p, err)
+	}
+}
