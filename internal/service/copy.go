@@ -302,6 +302,19 @@ func (s *Service) runCopy(ctx context.Context, id ResourceID, t Transport) error
 	for _, e := range extents {
 		st.DiffBytes += e.Length
 	}
+	if st.Full && st.NextExtent == 0 {
+		// A full copy lists only what the source holds, so the region's
+		// volume must start empty: an earlier copy (of a since-deleted
+		// snapshot, or cut short) may have left data where the source has
+		// none. Zeroing touches only blocks that hold data.
+		info, err := s.engine.Stat(ctx, line.Volume)
+		if err != nil {
+			return s.failCopy(ctx, id, err)
+		}
+		if err := s.engine.Zero(ctx, line.Volume, 0, info.Size); err != nil {
+			return s.failCopy(ctx, id, err)
+		}
+	}
 	buf := make([]byte, copyPiece)
 	lastSave := time.Now()
 	var done int64
