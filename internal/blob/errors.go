@@ -133,6 +133,11 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		ae = fromService(se)
 	case errors.Is(err, engine.ErrNotFound):
 		ae = blobNotFound("Its data no longer exists.")
+	case errors.Is(err, engine.ErrZoneUnavailable) && r.Context().Err() == nil:
+		// Azure's answer when storage cannot take a request for now; the
+		// SDKs retry it.
+		h.log.Error("blob: a zone store refused a write", "request_id", id, "op", op, "err", err)
+		ae = errorf(http.StatusServiceUnavailable, "ServerBusy", "The server is currently unable to receive requests: a zone of this disk's storage is unavailable. Please retry your request.")
 	default:
 		if r.Context().Err() == nil || !errors.Is(err, context.Canceled) {
 			h.log.Error("blob: request failed", "request_id", id, "op", op, "err", err)

@@ -9,8 +9,10 @@ import (
 	"hash/crc64"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/deltadisk/deltadisk/internal/chunks/chunkstest"
 	"github.com/deltadisk/deltadisk/internal/service"
 )
 
@@ -178,5 +180,27 @@ func TestWriteUnattached(t *testing.T) {
 	r = f.do(t, request{url: s1sas, query: "comp=pagelist", header: map[string]string{"x-ms-previous-snapshot-url": f.grant(t, s0.ID(), service.AccessRead)}})
 	if got := strings.Join(parsePageList(t, r.body).ranges, ","); got != fmt.Sprintf("P %d-%d", 512<<20, 512<<20+65535) {
 		t.Fatalf("diff after the write = %s", got)
+	}
+}
+
+// TestPutPageZoneUnavailable: a write that a zone store refuses (full, or
+// read-only) is answered 503 ServerBusy, which clients retry, and leaves
+// the disk as it was.
+func TestPutPageZoneUnavailable(t *testing.T) {
+	f := newFixture(t)
+	d := f.smallDisk(t, "d")
+	sas := f.grant(t, d.ID(), service.AccessWrite)
+	old := pattern(4096, 3)
+	if r := f.do(t, putPage(sas, "update", "bytes=0-4095", old, nil)); r.status != http.StatusCreated {
+		t.Fatalf("Put Page = %d %s", r.status, r.body)
+	}
+	f.faulty.Inject(chunkstest.Fault{Op: chunkstest.OpPut, Times: 1, Err: syscall.ENOSPC})
+	wantError(t, f.do(t, putPage(sas, "update", "bytes=0-4095", pattern(4096, 4), nil)), http.StatusServiceUnavailable, "ServerBusy")
+	if f.faulty.Fired() != 1 {
+		t.Fatal("the fault never fired")
+	}
+	got := make([]byte, 4096)
+	if err := f.eng.ReadAt(t.Context(), d.Image, got, 0); err != nil || !bytes.Equal(got, old) {
+		t.Fatalf("after the refused write the disk reads %x…, %v; want what it held", got[:8], err)
 	}
 }

@@ -23,8 +23,13 @@ type Zone struct {
 	Store *chunks.Store
 }
 
-// ErrNoZone: a placement names a zone the engine was not given.
-var ErrNoZone = errors.New("engine: unknown zone")
+var (
+	// ErrNoZone: a placement names a zone the engine was not given.
+	ErrNoZone = errors.New("engine: unknown zone")
+	// ErrZoneUnavailable: a zone of the placement did not take a write
+	// (its store failed, is full or read-only); nothing was committed.
+	ErrZoneUnavailable = errors.New("engine: zone store unavailable")
+)
 
 type zoneID uint32
 
@@ -227,7 +232,7 @@ func (e *Engine) putZones(ctx context.Context, want map[zoneID][]chunks.Chunk) (
 			defer mu.Unlock()
 			if err != nil {
 				if firstErr == nil {
-					firstErr = fmt.Errorf("zone %s: %w", e.zones.name(z), err)
+					firstErr = fmt.Errorf("%w: zone %s: %w", ErrZoneUnavailable, e.zones.name(z), err)
 				}
 				return
 			}
