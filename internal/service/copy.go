@@ -201,6 +201,11 @@ type copier struct {
 	ctx       context.Context
 	running   map[string]bool
 	wg        sync.WaitGroup
+	// lines serialises the copiers of one copy line (a disk into a
+	// region): a copy whose target was deleted runs on until its next
+	// save notices, and must not write the region's volume beside the
+	// next copy of the line.
+	lines sync.Map // line key → *sync.Mutex
 }
 
 // StartCopier starts copying through t: first the copies a restart
@@ -274,6 +279,14 @@ func (s *Service) runCopy(ctx context.Context, id ResourceID, t Transport) error
 		return s.finishCopy(ctx, id, nil, &CopyError{ErrorCode: "CopySourceNotFound", ErrorMessage: "The source snapshot was deleted during the copy."}, nil)
 	}
 	lineKey := copyLineKey(target.Subscription, src.FamilyID, region)
+	mu, _ := s.copies.lines.LoadOrStore(string(lineKey), new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	if target, err = s.Get(ctx, id); errors.Is(err, ErrNotFound) {
+		return nil // deleted while waiting for the line
+	} else if err != nil || target.Copy == nil || target.Copy.Done {
+		return err
+	}
 	var line copyLine
 	if err := s.meta.View(ctx, func(tx meta.Tx) error {
 		ok, err := getRecord(tx, lineKey, &line)

@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/deltadisk/deltadisk/internal/chunks/chunkstest"
 	"github.com/deltadisk/deltadisk/internal/engine"
 	"github.com/deltadisk/deltadisk/internal/service"
 )
@@ -219,4 +221,52 @@ func TestCopyLimits(t *testing.T) {
 		t.Fatalf("copy after the running one ended: %v", err)
 	}
 	f.waitCopy(t, west("c2"))
+}
+
+// TestCopyIntoFailingZone: a copy whose target region's zone store refuses
+// writes (full) ends failed with copyCompletionError, and the source in
+// region A is untouched; with the zone back, the next copy succeeds.
+func TestCopyIntoFailingZone(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, nil)
+	stop := f.s.StartCopier(ctx, engineTransport{f.e})
+	defer stop()
+	d := f.disk(t, diskID("d"), 1)
+	data := bytes.Repeat([]byte{9, 8, 7, 6}, engine.BlockSize)
+	if err := f.e.WriteAt(ctx, d.Image, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	s1, err := f.snapshot(t, snapID("s1"), d.ID().String(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.zones["westus"].Inject(chunkstest.Fault{Op: chunkstest.OpPut, Times: 1, Err: syscall.ENOSPC})
+	west := func(name string) service.ResourceID {
+		return service.ResourceID{Subscription: sub, Group: "west", Kind: service.KindSnapshot, Name: name}
+	}
+	spec := service.Spec{Location: "westus", CreationData: service.CreationData{CreateOption: "CopyStart", SourceResourceID: s1.ID().String()}}
+	if _, err := f.s.Put(ctx, west("c1"), spec); err != nil {
+		t.Fatal(err)
+	}
+	r := f.waitCopy(t, west("c1"))
+	if r.Copy.Error == nil || r.Copy.Error.ErrorCode != "CopyFailed" || !strings.Contains(r.Copy.Error.ErrorMessage, "westus") {
+		t.Fatalf("copy into a full zone: %+v, want CopyFailed naming the zone", r.Copy)
+	}
+	if f.zones["westus"].Fired() != 1 {
+		t.Fatal("the fault never fired")
+	}
+	got := make([]byte, len(data))
+	if err := f.e.ReadAt(ctx, s1.Image, got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the source reads differently after the failed copy (%v)", err)
+	}
+	if _, err := f.s.Put(ctx, west("c2"), spec); err != nil {
+		t.Fatalf("a new copy after the failed one: %v", err)
+	}
+	c2 := f.waitCopy(t, west("c2"))
+	if c2.Copy.Error != nil {
+		t.Fatalf("copy with the zone back: %+v", *c2.Copy.Error)
+	}
+	if err := f.e.ReadAt(ctx, c2.Image, got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the copy reads differently from its source (%v)", err)
+	}
 }

@@ -26,6 +26,8 @@ type fixture struct {
 	s   *service.Service
 	e   *engine.Engine
 	now time.Time
+	// zones are the zone stores' backends, for tests that make one fail.
+	zones map[string]*chunkstest.FaultyBackend
 }
 
 func newFixture(t *testing.T, tune func(*service.Config)) *fixture {
@@ -40,16 +42,21 @@ func newFixture(t *testing.T, tune func(*service.Config)) *fixture {
 	t.Cleanup(func() { ms.Close() })
 	ecfg := engine.DefaultConfig()
 	ecfg.Meta = ms
-	if ecfg.Zones, err = service.Zones(service.DefaultRegions(), memStore); err != nil {
-		t.Fatal(err)
-	}
-	e, err := engine.Open(ctx, ecfg)
+	f := &fixture{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), zones: map[string]*chunkstest.FaultyBackend{}}
+	ecfg.Zones, err = service.Zones(service.DefaultRegions(), func(zone string) (*chunks.Store, error) {
+		cfg := chunks.DefaultConfig()
+		f.zones[zone] = chunkstest.Faulty(chunkstest.NewMem())
+		cfg.Backend = f.zones[zone]
+		return chunks.New(cfg)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{e: e, now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	if f.e, err = engine.Open(ctx, ecfg); err != nil {
+		t.Fatal(err)
+	}
 	scfg := service.DefaultConfig()
-	scfg.Meta, scfg.Engine = ms, e
+	scfg.Meta, scfg.Engine = ms, f.e
 	scfg.Subscriptions = []service.Subscription{{ID: sub, DisplayName: "one"}, {ID: otherSub, DisplayName: "two"}}
 	scfg.Now = func() time.Time { return f.now }
 	if tune != nil {
@@ -66,13 +73,6 @@ func newFixture(t *testing.T, tune func(*service.Config)) *fixture {
 		}
 	}
 	return f
-}
-
-// memStore is a zone store in memory.
-func memStore(string) (*chunks.Store, error) {
-	cfg := chunks.DefaultConfig()
-	cfg.Backend = chunkstest.NewMem()
-	return chunks.New(cfg)
 }
 
 func diskID(name string) service.ResourceID {
