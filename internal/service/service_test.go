@@ -1,10 +1,12 @@
 package service_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -487,5 +489,48 @@ func TestConcurrentCreates(t *testing.T) {
 	after, _ := f.e.List(ctx)
 	if len(after)-len(before) != 1 {
 		t.Errorf("16 PUTs of one name made %d engine images, want 1", len(after)-len(before))
+	}
+}
+
+// TestZonePlacement: skus decide the zones, and a zone-redundant snapshot
+// of a locally-redundant disk shows its replication until the engine has
+// filled the other zones.
+func TestZonePlacement(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, nil)
+	d := f.disk(t, diskID("d"), 1) // Standard_LRS
+	if err := f.e.WriteAt(ctx, d.Image, bytes.Repeat([]byte{1, 2}, 1<<20), 0); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ = f.s.Get(ctx, d.ID()); !slices.Equal(d.Zones, []string{"eastus-1"}) || d.Replication != nil {
+		t.Fatalf("LRS disk in eastus: zones %v, replication %+v", d.Zones, d.Replication)
+	}
+	s, err := f.snapshot(t, snapID("s"), d.ID().String(), true) // ZRS by default in eastus
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ = f.s.Get(ctx, s.ID()); s.Sku != "Standard_ZRS" || len(s.Zones) != 3 || s.Replication == nil {
+		t.Fatalf("ZRS snapshot of an LRS disk: sku %s zones %v replication %+v, want pending in 3 zones", s.Sku, s.Zones, s.Replication)
+	}
+	if n, err := f.e.Replicate(ctx); n != 1 || err != nil {
+		t.Fatalf("Replicate = %d, %v", n, err)
+	}
+	if s, _ = f.s.Get(ctx, s.ID()); s.Replication != nil {
+		t.Fatalf("replication still shown after it finished: %+v", s.Replication)
+	}
+	zrs := diskID("z")
+	if _, err := f.s.Put(ctx, zrs, service.Spec{Location: "eastus", Sku: "Premium_ZRS", DiskSizeGB: 1,
+		CreationData: service.CreationData{CreateOption: "Empty"}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := f.s.Get(ctx, zrs); !slices.Equal(r.Zones, []string{"eastus-1", "eastus-2", "eastus-3"}) {
+		t.Fatalf("Premium_ZRS disk zones = %v", r.Zones)
+	}
+	w, err := f.snapshot(t, snapID("lrs"), d.ID().String(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, _ = f.s.Get(ctx, w.ID()); w.Sku != "Standard_LRS" || !slices.Equal(w.Zones, []string{"eastus-1"}) || w.Replication != nil {
+		t.Fatalf("full LRS snapshot: sku %s zones %v replication %+v", w.Sku, w.Zones, w.Replication)
 	}
 }
