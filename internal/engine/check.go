@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/deltadisk/deltadisk/internal/chunks"
@@ -165,6 +166,7 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 		}
 
 		counted := make(map[chunks.Ref]uint64)
+		need := make(map[chunks.Ref][]zoneID)
 		if err := scanAll(tx, prefixMap, func(k, v []byte) error {
 			l, b, g, err := decodeMapKey(k)
 			if err != nil {
@@ -176,10 +178,20 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 				bad("block %d/%d@%d: %v", l, b, g, err)
 				return nil
 			}
+			rec, ok := lins[l]
 			if val.nonZero {
 				counted[val.ref]++
+				// A volume's writes reach every zone of its placement
+				// before they commit (flattened base blocks, in
+				// generation 0, are replication's business).
+				if ok && g > 0 {
+					for _, z := range rec.Zones {
+						if !slices.Contains(need[val.ref], z) {
+							need[val.ref] = append(need[val.ref], z)
+						}
+					}
+				}
 			}
-			rec, ok := lins[l]
 			switch {
 			case !ok:
 				bad("block %d/%d@%d: lineage missing", l, b, g)
@@ -227,6 +239,11 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 				bad("chunk %s: refcount %d, %d map entries", ref, ce.Refs, counted[ref])
 			}
 			delete(counted, ref)
+			for _, z := range need[ref] {
+				if !ce.hasZone(z) {
+					bad("chunk %s: no copy in zone %s, which its lineage's placement names", ref, e.zones.name(z))
+				}
+			}
 			if len(ce.Locations) == 0 {
 				bad("chunk %s: no copy in any zone", ref)
 			}

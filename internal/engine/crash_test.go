@@ -185,6 +185,8 @@ func (m *crashModel) replay(t *testing.T, path string, pos int64) (int64, *crash
 	return pos, pending
 }
 
+var crashZones = []string{"z1", "z2"}
+
 // openCrashStore opens the engine on dir's bolt file and local packs.
 func openCrashStore(dir string) (*engine.Engine, func(), error) {
 	ctx := context.Background()
@@ -195,21 +197,33 @@ func openCrashStore(dir string) (*engine.Engine, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	be, err := local.Open(ctx, local.Config{Dir: filepath.Join(dir, "chunks")})
-	if err != nil {
+	// Two zones, and the volume in both: a write lands in two stores before
+	// its commit, so a kill can fall between them.
+	var backends []*local.Backend
+	closeAll := func() {
+		for _, be := range backends {
+			be.Close()
+		}
 		ms.Close()
-		return nil, nil, err
-	}
-	closeAll := func() { be.Close(); ms.Close() }
-	ccfg := chunks.DefaultConfig()
-	ccfg.Backend, ccfg.Compress = be, true
-	cs, err := chunks.New(ccfg)
-	if err != nil {
-		closeAll()
-		return nil, nil, err
 	}
 	ecfg := engine.DefaultConfig()
-	ecfg.Meta, ecfg.Zones = ms, []engine.Zone{{Name: "z1", Store: cs}}
+	ecfg.Meta = ms
+	for _, zone := range crashZones {
+		be, err := local.Open(ctx, local.Config{Dir: filepath.Join(dir, zone)})
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		backends = append(backends, be)
+		ccfg := chunks.DefaultConfig()
+		ccfg.Backend, ccfg.Compress = be, true
+		cs, err := chunks.New(ccfg)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		ecfg.Zones = append(ecfg.Zones, engine.Zone{Name: zone, Store: cs})
+	}
 	e, err := engine.Open(ctx, ecfg)
 	if err != nil {
 		closeAll()
@@ -336,7 +350,7 @@ func crashChild(dir string) {
 	if vol == 0 {
 		seq++
 		logLine("I %d create", seq)
-		if vol, err = e.CreateVolume(ctx, crashVolSize); err != nil {
+		if vol, err = e.CreateVolume(ctx, crashVolSize, crashZones...); err != nil {
 			fail(err)
 		}
 		logLine("A %d %d", seq, vol)
