@@ -26,12 +26,19 @@ type modelImage struct {
 type model struct {
 	t        *rapid.T
 	env      *testEnv
+	zones    *zoneEnv
 	images   map[engine.ID]*modelImage
 	lineages int
 	seqs     map[int]int
 }
 
 func (m *model) ctx() context.Context { return context.Background() }
+
+// placement draws where a new image goes: the default (the first zone, or
+// the source's placement), one zone, or all three.
+func (m *model) placement() []string {
+	return rapid.SampledFrom([][]string{nil, {"r-2"}, {"r-1", "r-2", "r-3"}}).Draw(m.t, "zones")
+}
 
 func (m *model) ids(kind engine.Kind) []engine.ID {
 	var out []engine.ID
@@ -79,7 +86,7 @@ func content(t *rapid.T, n int) []byte {
 
 func (m *model) createVolume() {
 	size := int64(rapid.IntRange(1, 3).Draw(m.t, "size MiB")) << 20
-	id, err := m.env.e.CreateVolume(m.ctx(), size)
+	id, err := m.env.e.CreateVolume(m.ctx(), size, m.placement()...)
 	if err != nil {
 		m.t.Fatalf("CreateVolume: %v", err)
 	}
@@ -126,7 +133,7 @@ func (m *model) snapshot() {
 		return
 	}
 	img := m.images[id]
-	sid, err := m.env.e.Snapshot(m.ctx(), id)
+	sid, err := m.env.e.Snapshot(m.ctx(), id, m.placement()...)
 	if err != nil {
 		m.t.Fatalf("Snapshot(%d): %v", id, err)
 	}
@@ -142,7 +149,7 @@ func (m *model) clone() {
 	}
 	s := m.images[src]
 	size := int64(len(s.data)) + int64(rapid.IntRange(0, 1).Draw(m.t, "extra MiB"))<<20
-	id, err := m.env.e.Clone(m.ctx(), src, size)
+	id, err := m.env.e.Clone(m.ctx(), src, size, m.placement()...)
 	if err != nil {
 		m.t.Fatalf("Clone(%d): %v", src, err)
 	}
@@ -163,7 +170,7 @@ func (m *model) freeze() {
 		return
 	}
 	s := m.images[src]
-	id, err := m.env.e.Freeze(m.ctx(), src)
+	id, err := m.env.e.Freeze(m.ctx(), src, m.placement()...)
 	if err != nil {
 		m.t.Fatalf("Freeze(%d): %v", src, err)
 	}
@@ -220,6 +227,34 @@ func (m *model) gc() {
 	m.env.now = m.env.now.Add(2 * opts.Grace)
 	if _, err := m.env.e.GC(m.ctx(), opts); err != nil {
 		m.t.Fatalf("GC: %v", err)
+	}
+}
+
+func (m *model) replicate() {
+	if _, err := m.env.e.Replicate(m.ctx()); err != nil {
+		m.t.Fatalf("Replicate: %v", err)
+	}
+}
+
+// placed checks, once nothing is pending, that each zone of every image's
+// placement alone holds all of the image: the other zones are made to
+// fail every read.
+func (m *model) placed() {
+	m.replicate()
+	for _, id := range m.ids(0) {
+		info, err := m.env.e.Stat(m.ctx(), id)
+		if err != nil || info.Pending {
+			m.t.Fatalf("Stat(%d) after Replicate = %+v, %v; want not pending", id, info, err)
+		}
+		for _, only := range info.Zones {
+			for _, z := range m.zones.zones {
+				m.zones.down[z].Store(z != only)
+			}
+			m.verify(id)
+		}
+	}
+	for _, z := range m.zones.zones {
+		m.zones.down[z].Store(false)
 	}
 }
 
@@ -293,16 +328,19 @@ func firstDiff(a, b []byte) int {
 }
 
 // TestModel is the reference-model property test: random histories of
-// write, zero, snapshot, freeze, delete, clone, flatten, grow, GC and diff, after
-// each of which every image must read as the model says. Reproduce a
-// failure with the seed rapid prints (-rapid.seed=N).
+// write, zero, snapshot, freeze, delete, clone, flatten, grow, GC,
+// replication and diff over three zones with random placements, after each
+// of which every image must read as the model says; at the end each zone
+// of every image's placement must hold all of it. Reproduce a failure with
+// the seed rapid prints (-rapid.seed=N).
 func TestModel(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
-		m := &model{t: rt, env: newEnv(t), images: make(map[engine.ID]*modelImage), seqs: make(map[int]int)}
+		z := newZoneEnv(t)
+		m := &model{t: rt, env: z.env, zones: z, images: make(map[engine.ID]*modelImage), seqs: make(map[int]int)}
 		m.createVolume()
 		steps := rapid.IntRange(1, 40).Draw(rt, "steps")
 		for range steps {
-			switch rapid.IntRange(0, 12).Draw(rt, "op") {
+			switch rapid.IntRange(0, 13).Draw(rt, "op") {
 			case 0:
 				m.createVolume()
 			case 1, 2, 3:
@@ -323,6 +361,8 @@ func TestModel(t *testing.T) {
 				m.gc()
 			case 12:
 				m.freeze()
+			case 13:
+				m.replicate()
 			}
 			m.diff()
 			if id, ok := m.pick(0, "verify"); ok {
@@ -337,6 +377,7 @@ func TestModel(t *testing.T) {
 			}
 		}
 		checkClean(rt, m.env.e, true)
+		m.placed()
 		// Deleting everything leaves nothing behind once collected.
 		for _, id := range m.ids(0) {
 			if err := m.env.e.Delete(m.ctx(), id); err != nil {

@@ -57,6 +57,7 @@ func newZoneEnv(t *testing.T) *zoneEnv {
 		t.Fatal(err)
 	}
 	z.e = e
+	env.e = e // the helpers that take a testEnv use the zoned engine
 	return z
 }
 
