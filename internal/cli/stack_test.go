@@ -47,6 +47,8 @@ type stack struct {
 	// stack's data dir.
 	env      map[string]string
 	attacher *fakeAttacher
+	// zones are the zone stores' backends, for tests that lose one.
+	zones map[string]*chunkstest.Mem
 }
 
 func newStack(t *testing.T) *stack {
@@ -61,9 +63,11 @@ func newStack(t *testing.T) *stack {
 	t.Cleanup(func() { ms.Close() })
 	ecfg := engine.DefaultConfig()
 	ecfg.Meta = ms
-	ecfg.Zones, err = service.Zones(service.DefaultRegions(), func(string) (*chunks.Store, error) {
+	zones := make(map[string]*chunkstest.Mem)
+	ecfg.Zones, err = service.Zones(service.DefaultRegions(), func(zone string) (*chunks.Store, error) {
 		ccfg := chunks.DefaultConfig()
-		ccfg.Backend = chunkstest.NewMem()
+		zones[zone] = chunkstest.NewMem()
+		ccfg.Backend = zones[zone]
 		return chunks.New(ccfg)
 	})
 	if err != nil {
@@ -100,7 +104,7 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, svc: svc, attacher: &fakeAttacher{}}
+	s := &stack{t: t, svc: svc, attacher: &fakeAttacher{}, zones: zones}
 	armHandler := arm.New(arm.Config{
 		Service: svc, Identity: id, PublicURL: pub, Authority: authority, Audience: audience, Attacher: s.attacher,
 	})
