@@ -82,16 +82,21 @@ func (e *Engine) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
+	// A failing zone does not hold up the others' collection.
+	var errs []error
 	for _, z := range e.zones.order {
 		if err := e.gcZone(ctx, z, opts, live[z], members[z], &st); err != nil {
-			return st, fmt.Errorf("zone %s: %w", e.zones.name(z), err)
+			if ctx.Err() != nil {
+				return st, ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("zone %s: %w", e.zones.name(z), err))
 		}
 	}
 	if st.ChunksFreed+st.PacksDeleted+st.PacksCompacted > 0 {
 		e.log.Info("gc", "chunks_freed", st.ChunksFreed, "packs_deleted", st.PacksDeleted,
 			"packs_compacted", st.PacksCompacted, "bytes_freed", st.BytesFreed)
 	}
-	return st, nil
+	return st, errors.Join(errs...)
 }
 
 // gcZone deletes and compacts one zone's packs, given the live bytes and

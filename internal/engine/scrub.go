@@ -137,8 +137,8 @@ func (e *Engine) Scrub(ctx context.Context, opts ScrubOptions) (ScrubReport, err
 
 // scrubPack reads and verifies a pack, returning which chunk lies intact
 // at each location in it. A pack whose framing is damaged holds nothing
-// intact, nor does a missing one (reported by missing); any other error
-// (the context, say) stops the scrub.
+// intact, nor does one that cannot be read (reported by missing); only the
+// context's end stops the scrub.
 func (e *Engine) scrubPack(ctx context.Context, z zoneID, pack string) (map[chunks.Location]chunks.Ref, bool, error) {
 	found := make(map[chunks.Location]chunks.Ref)
 	err := e.zones.stores[z].ReadPack(ctx, pack, func(ref chunks.Ref, loc chunks.Location, _ []byte, err error) error {
@@ -147,11 +147,16 @@ func (e *Engine) scrubPack(ctx context.Context, z zoneID, pack string) (map[chun
 		}
 		return nil
 	})
-	if err != nil && ctx.Err() == nil && (errors.Is(err, chunks.ErrNotFound) || errors.Is(err, chunks.ErrCorrupt)) {
-		e.log.Warn("scrub: pack unreadable", "zone", e.zones.name(z), "pack", pack, "err", err)
-		return found, errors.Is(err, chunks.ErrNotFound), nil
+	switch {
+	case err == nil:
+		return found, false, nil
+	case ctx.Err() != nil:
+		return nil, false, ctx.Err()
 	}
-	return found, false, err
+	// Gone, damaged framing, or a zone that fails reads: its copies are
+	// corrupt when the pack was read and did not parse, missing otherwise.
+	e.log.Warn("scrub: pack unreadable", "zone", e.zones.name(z), "pack", pack, "err", err)
+	return found, !errors.Is(err, chunks.ErrCorrupt), nil
 }
 
 func (e *Engine) stillListed(ctx context.Context, bad []badCopy) ([]badCopy, error) {
@@ -198,14 +203,28 @@ func (e *Engine) repair(ctx context.Context, bad []badCopy, rep *ScrubReport) er
 				continue
 			}
 			put[c.loc.Zone] = append(put[c.loc.Zone], chunks.Chunk{Ref: c.ref, Data: data})
-			bytes += int64(len(data))
 		}
-		fresh, err := e.putZones(ctx, put)
-		if err != nil {
-			return fmt.Errorf("repair: %w", err)
+		// Each zone on its own: one that still refuses writes leaves its
+		// copies bad (and reported) without holding up the others.
+		fresh := make(map[zoneID]map[chunks.Ref]chunks.Location)
+		for z, cs := range put {
+			m, err := e.putZones(ctx, map[zoneID][]chunks.Chunk{z: cs})
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if len(rep.Problems) < maxScrubProblems {
+					rep.Problems = append(rep.Problems, fmt.Sprintf("zone %s: repair failed: %v", e.zones.name(z), err))
+				}
+				continue
+			}
+			fresh[z] = m[z]
+			for _, c := range cs {
+				bytes += int64(len(c.Data))
+			}
 		}
 		e.replicated.Add(bytes)
-		err = e.meta.Update(ctx, func(tx meta.Tx) error {
+		err := e.meta.Update(ctx, func(tx meta.Tx) error {
 			for _, c := range batch {
 				loc, ok := fresh[c.loc.Zone][c.ref]
 				if !ok {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -198,10 +199,22 @@ func TestZoneLossAndScrub(t *testing.T) {
 		t.Errorf("ZoneFaults = %v, want failures counted against r-1 only", f)
 	}
 
+	// While it is down, scrub reports its copies missing and a repair
+	// cannot write them back, but neither stops at the failing zone.
+	rep := scrub(t, z.e, true)
+	if rep.Zones[0].Missing != rep.Zones[0].Copies || rep.Zones[0].Copies == 0 || rep.Repaired != 0 ||
+		!strings.Contains(strings.Join(rep.Problems, "\n"), "zone r-1: repair failed") {
+		t.Fatalf("scrub --repair with r-1 down: %+v", rep)
+	}
+	z.env.now = z.env.now.Add(time.Hour)
+	if _, err := z.e.GC(ctx, engine.DefaultGCOptions()); err != nil {
+		t.Fatalf("GC with r-1 down (reads fail, listing works): %v", err)
+	}
+
 	// The zone comes back with its storage replaced.
 	z.wipe(t, "r-1")
 	z.down["r-1"].Store(false)
-	rep := scrub(t, z.e, false)
+	rep = scrub(t, z.e, false)
 	if rep.Missing == 0 || rep.Missing != rep.Zones[0].Missing || rep.Repaired != 0 {
 		t.Fatalf("scrub after losing r-1: %+v, want its copies missing and nothing repaired", rep)
 	}
