@@ -252,11 +252,12 @@ func (e *Engine) place(ctx context.Context, refs []chunks.Ref, want []zoneID) er
 		}
 	}
 	put := make(map[zoneID][]chunks.Chunk)
+	var bytes int64
 	for z, idx := range need {
 		for _, i := range idx {
 			if data[i] != nil {
 				put[z] = append(put[z], chunks.Chunk{Ref: todo[i].ref, Data: data[i]})
-				e.replicated.Add(int64(len(data[i])))
+				bytes += int64(len(data[i]))
 			}
 		}
 	}
@@ -264,6 +265,7 @@ func (e *Engine) place(ctx context.Context, refs []chunks.Ref, want []zoneID) er
 	if err != nil {
 		return err
 	}
+	e.replicated.Add(bytes)
 	return e.addLocations(ctx, fresh)
 }
 

@@ -376,6 +376,9 @@ func TestReplicationRetriesAfterZoneFailure(t *testing.T) {
 	if n, err := z.e.Replicate(ctx); n != 0 || !errors.Is(err, syscall.EROFS) {
 		t.Fatalf("Replicate with r-3 read-only = %d, %v", n, err)
 	}
+	if got := z.e.ReplicatedBytes(); got != 0 {
+		t.Errorf("a failed replication counted %d bytes replicated", got)
+	}
 	if !must[engine.Info](t)(z.e.Stat(ctx, snap)).Pending {
 		t.Fatal("snapshot not pending after a failed replication")
 	}

@@ -150,6 +150,7 @@ func (b *Backend) ensureDir(dir string) error {
 	err := b.fs.Mkdir(dir, 0o700)
 	if errors.Is(err, fs.ErrNotExist) {
 		if parent := filepath.Dir(dir); parent != dir {
+			b.dirs.Delete(parent) // cached, yet removed since
 			if err := b.ensureDir(parent); err != nil {
 				return err
 			}

@@ -311,4 +311,15 @@ func TestDirRemovedUnderBackend(t *testing.T) {
 	if err := b.ReadAt(ctx, "packs/p2", p, 0); err != nil || string(p) != "two" {
 		t.Fatalf("ReadAt of the new object = %q, %v", p, err)
 	}
+
+	// Removed before any Put since Open: only the root is known to exist.
+	dir2 := filepath.Join(t.TempDir(), "zone")
+	b2 := open(t, local.Config{Dir: dir2})
+	defer b2.Close()
+	if err := os.RemoveAll(dir2); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Put(ctx, "packs/p1", []byte("one")); err != nil {
+		t.Fatalf("first Put after the directory was removed = %v, want it recreated", err)
+	}
 }
