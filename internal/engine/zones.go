@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/deltadisk/deltadisk/internal/chunks"
 	"github.com/deltadisk/deltadisk/internal/meta"
@@ -40,17 +41,26 @@ type zones struct {
 	names  map[zoneID]string
 	order  []zoneID // the configured order; the first is the default placement
 	faults map[zoneID]*atomic.Uint64
+	// suspect holds, per zone, until when (unix nanoseconds) reads try it
+	// last because a read there failed.
+	suspect map[zoneID]*atomic.Int64
 }
+
+// suspectFor is how long a zone whose read failed is tried after the
+// others: long enough that a lost zone costs one failed read per chunk
+// now and then rather than one per read, short enough to notice it back.
+const suspectFor = 30 * time.Second
 
 // openZones gives every configured zone its number, assigning new numbers
 // to zones the store has not seen. Numbers are never reused, so a chunk
 // location cannot come to mean another zone's pack.
 func openZones(ctx context.Context, ms meta.Store, cfg []Zone) (*zones, error) {
 	z := &zones{
-		byName: make(map[string]zoneID),
-		stores: make(map[zoneID]*chunks.Store),
-		names:  make(map[zoneID]string),
-		faults: make(map[zoneID]*atomic.Uint64),
+		byName:  make(map[string]zoneID),
+		stores:  make(map[zoneID]*chunks.Store),
+		names:   make(map[zoneID]string),
+		faults:  make(map[zoneID]*atomic.Uint64),
+		suspect: make(map[zoneID]*atomic.Int64),
 	}
 	err := ms.Update(ctx, func(tx meta.Tx) error {
 		clear(z.byName)
@@ -88,6 +98,7 @@ func openZones(ctx context.Context, ms meta.Store, cfg []Zone) (*zones, error) {
 		z.names[id] = c.Name
 		z.order = append(z.order, id)
 		z.faults[id] = new(atomic.Uint64)
+		z.suspect[id] = new(atomic.Int64)
 	}
 	return z, nil
 }
@@ -145,9 +156,18 @@ func (e *Engine) Zones() []string { return e.zones.nameList(e.zones.order) }
 
 // readChunk reads a chunk from the first of its copies that yields it, so
 // that a failed or damaged zone costs a retry elsewhere, not a failed read.
-// Each zone failure is logged and counted. A copy that a compaction moved
-// meanwhile is not a failure: it is read from its new place.
+// Zones whose reads failed lately are tried last. Each failure is counted;
+// a zone turning bad is logged once, not once per read. A copy that a
+// compaction moved meanwhile is not a failure: it is read from its new
+// place.
 func (e *Engine) readChunk(ctx context.Context, ref chunks.Ref, locs []zoneLocation, dst []byte) ([]byte, error) {
+	now := e.now().UnixNano()
+	if len(locs) > 1 && slices.ContainsFunc(locs, func(l zoneLocation) bool { return e.isSuspect(l.Zone, now) }) {
+		locs = slices.Clone(locs)
+		slices.SortStableFunc(locs, func(a, b zoneLocation) int {
+			return cmpBool(e.isSuspect(a.Zone, now), e.isSuspect(b.Zone, now))
+		})
+	}
 	var first error
 	for _, loc := range locs {
 		s := e.zones.stores[loc.Zone]
@@ -174,12 +194,30 @@ func (e *Engine) readChunk(ctx context.Context, ref chunks.Ref, locs []zoneLocat
 			break
 		}
 		e.zones.faults[loc.Zone].Add(1)
-		e.log.Warn("zone read failed; trying another zone", "zone", e.zones.name(loc.Zone), "chunk", ref.String(), "err", err)
+		if old := e.zones.suspect[loc.Zone].Swap(now + int64(suspectFor)); old < now {
+			e.log.Warn("zone read failed; reading from other zones first", "zone", e.zones.name(loc.Zone),
+				"for", suspectFor, "chunk", ref.String(), "err", err)
+		}
 	}
 	if first == nil {
 		return nil, fmt.Errorf("%w: chunk %s has no copy in a configured zone", ErrCorrupt, ref)
 	}
 	return nil, first
+}
+
+func (e *Engine) isSuspect(z zoneID, now int64) bool {
+	s := e.zones.suspect[z]
+	return s != nil && s.Load() > now
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // errGone: a chunk's index entry vanished while it was being read (its
