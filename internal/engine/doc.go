@@ -15,6 +15,9 @@
 //     generation of one. Both are images with an [ID].
 //   - A clone is a volume whose lineage has a base (another lineage at a
 //     sealed generation); blocks it never wrote read through to the base.
+//   - A zone is one chunk store, a failure domain. An image's placement is
+//     the set of zones that must each hold all of its chunks; the chunk
+//     index lists every copy of a chunk, one per zone holding it.
 //
 // # Model
 //
@@ -35,4 +38,17 @@
 // indexed chunk lies in it and it is older than the grace period, so a write
 // in flight (pack written, metadata not yet committed) is never collected,
 // even by another process sharing the stores.
+//
+// # Zones
+//
+// A write stores each new chunk in every zone of its volume's placement
+// that lacks it, in parallel, before the transaction that points the block
+// map at it: a write is acknowledged only once every zone holds it. An
+// image made from a source whose placement does not cover its own (a
+// zone-redundant snapshot of a one-zone volume) is created at once and
+// marked pending; [Engine.Replicate] copies the missing chunks, reading
+// only the blocks changed since an earlier snapshot of the lineage that is
+// fully placed in the same zones. Reads try each copy in turn, trying last
+// a zone that failed lately; [Engine.Scrub] verifies every copy and
+// rewrites bad ones from good ones.
 package engine
