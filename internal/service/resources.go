@@ -363,6 +363,9 @@ func (s *Service) copyToDisk(ctx context.Context, r *Resource, region Region, sp
 	if err != nil {
 		return nil, err
 	}
+	if NormalizeLocation(r.Location) != NormalizeLocation(src.Location) {
+		return nil, invalid("location", "A disk is created from a source in its own region (%s), not %s; copy the snapshot to %s with CopyStart first.", src.Location, r.Location, r.Location)
+	}
 	r.Sku, r.SizeBytes, r.FamilyID = sku, src.SizeBytes, uuid.NewString()
 	if spec.DiskSizeGB != 0 {
 		if spec.DiskSizeGB<<30 < src.SizeBytes || spec.DiskSizeGB > maxDiskSizeGB {

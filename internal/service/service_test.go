@@ -208,6 +208,11 @@ func TestRules(t *testing.T) {
 			_, err := f.snapshot(t, snapID("x"), od.String(), true)
 			return err
 		}},
+		{"disk from a snapshot in another region", service.ErrInvalid, "InvalidParameter", func() error {
+			_, err := f.s.Put(ctx, service.ResourceID{Subscription: sub, Group: "west", Kind: service.KindDisk, Name: "wd"},
+				service.Spec{Location: "westus", CreationData: service.CreationData{CreateOption: "Copy", SourceResourceID: s0.ID().String()}})
+			return err
+		}},
 		{"source missing", service.ErrNotFound, "ResourceNotFound", func() error {
 			_, err := f.snapshot(t, snapID("x"), diskID("nope").String(), true)
 			return err
