@@ -336,11 +336,13 @@ func (s *Service) WriteFooter(ctx context.Context, id ResourceID, off int, p []b
 func (s *Service) NoteWrite(ctx context.Context, id ResourceID) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, err := s.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	r.Version++
-	r.Modified = s.now().UTC()
-	return s.meta.Update(ctx, func(tx meta.Tx) error { return putRecord(tx, resourceKey(r.ID()), r) })
+	return s.meta.Update(ctx, func(tx meta.Tx) error {
+		r, err := s.load(tx, id)
+		if err != nil {
+			return err
+		}
+		r.Version++
+		r.Modified = s.now().UTC()
+		return putRecord(tx, resourceKey(r.ID()), r)
+	})
 }
