@@ -184,7 +184,7 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 				// A volume's writes reach every zone of its placement
 				// before they commit (flattened base blocks, in
 				// generation 0, are replication's business).
-				if ok && g > 0 {
+				if ok && g > 0 && !rec.Rezoned {
 					for _, z := range rec.Zones {
 						if !slices.Contains(need[val.ref], z) {
 							need[val.ref] = append(need[val.ref], z)

@@ -57,6 +57,10 @@ type lineageRecord struct {
 	Dying bool `json:"d,omitempty"`
 	// Zones is the volume's placement: every zone its writes go to.
 	Zones []zoneID `json:"z,omitempty"`
+	// Rezoned is set once Place changed Zones: entries written before
+	// may lie in other zones (replication, not the write path, placed
+	// them), so the check does not hold them to Zones.
+	Rezoned bool `json:"rz,omitempty"`
 }
 
 // formatRecord pins the settings that shape stored data. It is written on

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/deltadisk/deltadisk/internal/chunks"
@@ -37,6 +38,49 @@ func markPending(tx meta.Tx, src view, id ID, zones []zoneID) error {
 		return nil
 	}
 	return tx.Put(pendingKey(id), nil)
+}
+
+// Place changes an image's placement. Zones it adds are filled in the
+// background: the image is pending until every one of them holds all of
+// its chunks, and a volume's writes go to the new zones from now on. Zones
+// it drops keep their copies (they cost space, not correctness). It copies
+// nothing itself.
+func (e *Engine) Place(ctx context.Context, id ID, zones ...string) error {
+	if len(zones) == 0 {
+		return fmt.Errorf("%w: a placement names at least one zone", ErrNoZone)
+	}
+	changed := false
+	err := e.meta.Update(ctx, func(tx meta.Tx) error {
+		v, err := openView(tx, id)
+		if err != nil {
+			return err
+		}
+		zs, err := e.zones.resolve(zones, nil)
+		if err != nil {
+			return err
+		}
+		if changed = !slices.Equal(zs, v.zones); !changed {
+			return nil
+		}
+		if v.kind == KindVolume {
+			v.rec.Zones, v.rec.Rezoned = zs, true
+			err = putJSON(tx, lineageKey(v.lin), v.rec)
+		} else {
+			var img imageRecord
+			if img, err = getImage(tx, id); err == nil {
+				img.Zones = zs
+				err = putJSON(tx, imageKey(id), img)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		return markPending(tx, v, id, zs)
+	})
+	if err == nil && changed {
+		e.kickReplicator()
+	}
+	return err
 }
 
 func (e *Engine) kickReplicator() {
@@ -136,8 +180,19 @@ func (e *Engine) replicateImage(ctx context.Context, id ID) error {
 		refs = refs[:0]
 		return err
 	}
+	walkAll := func() error {
+		size, err := e.imageSize(ctx, id)
+		if err != nil {
+			return err
+		}
+		return e.walkAllocated(ctx, id, func(bv blockVal) error {
+			progress.Store(int64(bv.b) * BlockSize * 1000 / size)
+			return add(bv)
+		})
+	}
 	switch {
 	case gone:
+		return nil // Delete removed the pending mark with the image
 	case base != 0:
 		// Only blocks changed since a snapshot whose chunks are placed.
 		var ext []Extent
@@ -153,25 +208,35 @@ func (e *Engine) replicateImage(ctx context.Context, id ID) error {
 				progress.Store(int64(1000 * i / len(ext)))
 			}
 		}
-	default:
-		var size int64
-		if size, err = e.imageSize(ctx, id); err == nil {
-			err = e.walkAllocated(ctx, id, func(bv blockVal) error {
-				progress.Store(int64(bv.b) * BlockSize * 1000 / size)
-				return add(bv)
-			})
+		if errors.Is(err, ErrNotFound) && e.exists(ctx, id) {
+			err = walkAll() // the base was deleted meanwhile
 		}
+	default:
+		err = walkAll()
 	}
 	if err == nil && len(refs) > 0 {
 		err = e.place(ctx, refs, zones)
 	}
-	if errors.Is(err, ErrNotFound) {
-		err = nil // deleted meanwhile
+	if errors.Is(err, ErrNotFound) && !e.exists(ctx, id) {
+		return nil // deleted meanwhile
 	}
 	if err != nil {
 		return err
 	}
-	return e.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(pendingKey(id)) })
+	return e.meta.Update(ctx, func(tx meta.Tx) error {
+		// A placement widened meanwhile (Place) needs another run.
+		if v, err := openView(tx, id); err != nil || !slices.Equal(v.zones, zones) {
+			return err
+		}
+		return tx.Delete(pendingKey(id))
+	})
+}
+
+// exists reports whether an image is still there (an error reading the
+// store counts as yes, so that nothing is taken as done on a failure).
+func (e *Engine) exists(ctx context.Context, id ID) bool {
+	_, err := e.Stat(ctx, id)
+	return !errors.Is(err, ErrNotFound)
 }
 
 // replicationPercent is how far the replication of a pending image has
@@ -223,8 +288,11 @@ func (e *Engine) place(ctx context.Context, refs []chunks.Ref, want []zoneID) er
 		clear(need)
 		for _, ref := range refs {
 			ce, ok, err := getChunk(tx, ref)
-			if err != nil || !ok {
+			if err != nil {
 				return err
+			}
+			if !ok {
+				continue // collected meanwhile: no block holds it any more
 			}
 			i, missing := len(todo), false
 			for _, z := range want {

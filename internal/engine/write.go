@@ -31,6 +31,10 @@ type blockWrite struct {
 // collected before the commit; the write starts over and stores it.
 var errChunkVanished = errors.New("engine: chunk collected during write")
 
+// errPlacementChanged: the volume's zones changed before the write
+// committed; its chunks are stored into the new zones and it commits again.
+var errPlacementChanged = errors.New("engine: placement changed during write")
+
 // errBlockChanged: a block read for a partial write changed before the
 // write committed; the read-modify-write is redone.
 var errBlockChanged = errors.New("engine: block changed during read-modify-write")
@@ -180,8 +184,9 @@ func (e *Engine) volumeView(ctx context.Context, id ID) (view, error) {
 
 // commit makes a batch of block writes durable: new chunks into packs
 // first, then one metadata transaction pointing the head at them.
-// A volume's placement never changes, so zones (from the caller's view) is
-// still the volume's when the transaction commits.
+// zones is the volume's placement as the caller saw it; should Place have
+// changed it before the transaction, the chunks go to the new zones and
+// the commit is tried again, so no write commits into a stale placement.
 func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64, batch []blockWrite) error {
 	for i := range batch {
 		w := &batch[i]
@@ -205,6 +210,10 @@ func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64
 			if err := checkRange(off, n, v.size); err != nil {
 				return err
 			}
+			if !slices.Equal(v.zones, zones) {
+				zones = v.zones
+				return errPlacementChanged
+			}
 			r := newTxReader(tx)
 			for _, w := range batch {
 				if err := setBlock(r, v.lin, v.gen, zones, w, fresh); err != nil {
@@ -213,7 +222,7 @@ func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64
 			}
 			return nil
 		})
-		if errors.Is(err, errChunkVanished) && attempt < maxAttempts {
+		if (errors.Is(err, errChunkVanished) || errors.Is(err, errPlacementChanged)) && attempt < maxAttempts {
 			continue
 		}
 		return err

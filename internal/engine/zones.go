@@ -177,7 +177,11 @@ func (e *Engine) readChunk(ctx context.Context, ref chunks.Ref, locs []zoneLocat
 		buf, err := s.Get(ctx, ref, loc.Location, dst)
 		if errors.Is(err, chunks.ErrNotFound) {
 			var moved bool
-			if loc, moved, err = e.relocate(ctx, ref, loc, err); moved {
+			var rerr error
+			if loc, moved, rerr = e.relocate(ctx, ref, loc); rerr != nil {
+				return nil, rerr // collected meanwhile (errGone), or the index failed
+			}
+			if moved {
 				buf, err = s.Get(ctx, ref, loc.Location, dst)
 			}
 		}
@@ -189,9 +193,6 @@ func (e *Engine) readChunk(ctx context.Context, ref chunks.Ref, locs []zoneLocat
 		}
 		if first == nil {
 			first = err
-		}
-		if errors.Is(err, errGone) {
-			break
 		}
 		e.zones.faults[loc.Zone].Add(1)
 		if old := e.zones.suspect[loc.Zone].Swap(now + int64(suspectFor)); old < now {
@@ -224,11 +225,11 @@ func cmpBool(a, b bool) int {
 // image changed and GC dropped it); the caller re-plans.
 var errGone = fmt.Errorf("%w (the chunk was collected during the read)", chunks.ErrNotFound)
 
-// relocate looks up a copy that was not found where planned. It reports the
-// copy's new location when a compaction moved it, errGone when the chunk
-// is no longer indexed, and notFound, unchanged, when the index still
+// relocate looks up a copy that was not found where planned. It reports
+// the copy's new location when a compaction moved it, errGone when the
+// chunk is no longer indexed, and the same location when the index still
 // points where nothing is: a real loss.
-func (e *Engine) relocate(ctx context.Context, ref chunks.Ref, loc zoneLocation, notFound error) (zoneLocation, bool, error) {
+func (e *Engine) relocate(ctx context.Context, ref chunks.Ref, loc zoneLocation) (zoneLocation, bool, error) {
 	var ce chunkEntry
 	var ok bool
 	err := e.meta.View(ctx, func(tx meta.Tx) error {
@@ -247,7 +248,7 @@ func (e *Engine) relocate(ctx context.Context, ref chunks.Ref, loc zoneLocation,
 			return l, true, nil
 		}
 	}
-	return loc, false, notFound
+	return loc, false, nil
 }
 
 // putZones writes chunks into zones in parallel; want lists, per zone, the
@@ -259,11 +260,13 @@ func (e *Engine) putZones(ctx context.Context, want map[zoneID][]chunks.Chunk) (
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var firstErr error
-	for z, cs := range want {
-		s := e.zones.stores[z]
-		if s == nil {
+	for z := range want {
+		if e.zones.stores[z] == nil {
 			return nil, fmt.Errorf("%w: zone %s is not configured", ErrNoZone, e.zones.name(z))
 		}
+	}
+	for z, cs := range want {
+		s := e.zones.stores[z]
 		wg.Go(func() {
 			locs, err := s.Put(ctx, cs)
 			mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"github.com/deltadisk/deltadisk/internal/chunks"
 	"github.com/deltadisk/deltadisk/internal/chunks/chunkstest"
 	"github.com/deltadisk/deltadisk/internal/engine"
+	"github.com/deltadisk/deltadisk/internal/meta"
 )
 
 // zoneEnv is an engine over three in-memory zones, each behind a fault
@@ -28,6 +29,12 @@ type zoneEnv struct {
 }
 
 func newZoneEnv(t *testing.T) *zoneEnv {
+	t.Helper()
+	return newZoneEnvWith(t, func(m meta.Store) meta.Store { return m })
+}
+
+// newZoneEnvWith is newZoneEnv with the engine's metadata store wrapped.
+func newZoneEnvWith(t *testing.T, wrap func(meta.Store) meta.Store) *zoneEnv {
 	t.Helper()
 	env := newEnv(t) // for its metadata store and clock
 	z := &zoneEnv{env: env, mems: map[string]*chunkstest.Mem{}, down: map[string]*atomic.Bool{}, zones: []string{"r-1", "r-2", "r-3"}}
@@ -50,7 +57,7 @@ func newZoneEnv(t *testing.T) *zoneEnv {
 		cfgZones = append(cfgZones, engine.Zone{Name: name, Store: store})
 	}
 	ecfg := engine.DefaultConfig()
-	ecfg.Meta = env.meta
+	ecfg.Meta = wrap(env.meta)
 	ecfg.Zones = cfgZones
 	ecfg.Now = func() time.Time { return env.now }
 	e, err := engine.Open(context.Background(), ecfg)

@@ -570,6 +570,16 @@ func (s *Service) patchLocked(ctx context.Context, r *Resource, p Patch) (*Resou
 			}
 			r.Sku = c
 		}
+		if r.Sku == "Standard_ZRS" && region.Zones == 0 {
+			return nil, invalid("sku.name", "Standard_ZRS needs availability zones, and region '%s' has none.", region.Name)
+		}
+		// A change between LRS and ZRS moves the data: the engine fills
+		// the new zones in the background (completionPercent shows it).
+		if r.Image != 0 {
+			if err := s.engine.Place(ctx, r.Image, region.Placement(r.Sku)...); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if p.DiskSizeGB != 0 && p.DiskSizeGB<<30 != r.SizeBytes {
 		if err := s.resize(ctx, r, p.DiskSizeGB); err != nil {

@@ -539,3 +539,48 @@ func TestZonePlacement(t *testing.T) {
 		t.Fatalf("full LRS snapshot: sku %s zones %v replication %+v", w.Sku, w.Zones, w.Replication)
 	}
 }
+
+// TestSkuChangeMovesData: changing a disk's sku from LRS to ZRS places it
+// in every zone (pending until replicated) and a snapshot's likewise; ZRS
+// in a region without zones is refused.
+func TestSkuChangeMovesData(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, nil)
+	d := f.disk(t, diskID("d"), 1)
+	if err := f.e.WriteAt(ctx, d.Image, bytes.Repeat([]byte{3, 4}, 1<<19), 0); err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.s.Patch(ctx, d.ID(), service.Patch{Sku: "Premium_ZRS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ = f.s.Get(ctx, r.ID()); r.Sku != "Premium_ZRS" || len(r.Zones) != 3 || r.Replication == nil {
+		t.Fatalf("disk after the sku change: sku %s zones %v replication %+v, want ZRS pending in 3 zones", r.Sku, r.Zones, r.Replication)
+	}
+	if n, err := f.e.Replicate(ctx); n != 1 || err != nil {
+		t.Fatalf("Replicate = %d, %v", n, err)
+	}
+	if r, _ = f.s.Get(ctx, r.ID()); r.Replication != nil {
+		t.Fatalf("still replicating: %+v", r.Replication)
+	}
+	s, err := f.snapshot(t, snapID("s"), d.ID().String(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.Patch(ctx, s.ID(), service.Patch{Sku: "Standard_LRS"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ = f.s.Get(ctx, s.ID()); !slices.Equal(s.Zones, []string{"eastus-1"}) || s.Replication != nil {
+		t.Fatalf("snapshot narrowed to LRS: zones %v replication %+v", s.Zones, s.Replication)
+	}
+	w := service.ResourceID{Subscription: sub, Group: "west", Kind: service.KindDisk, Name: "w"}
+	if _, err := f.s.Put(ctx, w, service.Spec{Location: "westus", DiskSizeGB: 1, CreationData: service.CreationData{CreateOption: "Empty"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.s.Patch(ctx, w, service.Patch{Sku: "Premium_ZRS"})
+	wantCode(t, err, service.ErrInvalid, "InvalidParameter")
+	rep, err := f.e.Check(ctx, engine.CheckOptions{ReadData: true})
+	if err != nil || rep.Err() != nil {
+		t.Fatal(err, rep.Err())
+	}
+}
