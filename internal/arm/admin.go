@@ -58,14 +58,14 @@ func (c *call) admin(action string) error {
 		zones := make([]map[string]any, len(rep.Zones))
 		for i, z := range rep.Zones {
 			zones[i] = map[string]any{"zone": z.Zone, "packs": z.Packs, "copies": z.Copies,
-				"missing": z.Missing, "corrupt": z.Corrupt, "repaired": z.Repaired}
+				"missing": z.Missing, "corrupt": z.Corrupt, "unplaced": z.Unplaced, "repaired": z.Repaired}
 		}
 		problems := rep.Problems
 		if problems == nil {
 			problems = []string{}
 		}
 		writeJSON(c.w, http.StatusOK, map[string]any{
-			"repair": repair, "copies": rep.Copies, "missing": rep.Missing, "corrupt": rep.Corrupt,
+			"repair": repair, "copies": rep.Copies, "missing": rep.Missing, "corrupt": rep.Corrupt, "unplaced": rep.Unplaced,
 			"repaired": rep.Repaired, "unrecoverable": rep.Unrecoverable, "zones": zones, "problems": problems,
 		})
 	default:

@@ -113,10 +113,12 @@ func newAdminScrubCommand(g *globals) *cobra.Command {
 		Short: "Verify every stored chunk copy in every zone, and repair bad ones",
 		Long: `Read every chunk copy the index lists, zone by zone, and verify it against its
 hash. Copies lost with a zone's storage show as missing, damaged ones as
-corrupt. With --repair each bad copy is rewritten from a good copy in another
-zone, restoring full redundancy; a chunk with no good copy left is reported as
-unrecoverable. Scrub reads all stored data. The command fails (exit 1) when
-bad copies remain: found without --repair, or unrecoverable.`,
+corrupt; copies a disk's or snapshot's placement needs but that were never
+made (its zone-redundancy incomplete though not pending) as unplaced. With
+--repair each bad copy is rewritten from a good copy in another zone and each
+absent one made, restoring full redundancy; a chunk with no good copy left is
+reported as unrecoverable. Scrub reads all stored data. The command fails
+(exit 1) when bad copies remain: found without --repair, or unrecoverable.`,
 		Example: `  deltadisk admin scrub
   deltadisk admin scrub --repair
   deltadisk admin scrub --query 'zones[?missing > ` + "`0`" + `].zone'`,
@@ -136,7 +138,7 @@ bad copies remain: found without --repair, or unrecoverable.`,
 				return err
 			}
 			num := func(k string) int { f, _ := rep[k].(float64); return int(f) }
-			if bad := num("missing") + num("corrupt") - num("repaired"); bad > 0 {
+			if bad := num("missing") + num("corrupt") + num("unplaced") - num("repaired"); bad > 0 {
 				return &inconsistentError{n: bad, what: "bad chunk copies"}
 			}
 			return nil

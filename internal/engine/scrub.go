@@ -22,17 +22,18 @@ type ScrubReport struct {
 	Zones []ZoneScrub
 	// Copies is the number of chunk copies read and verified.
 	Copies int
-	// Missing and Corrupt count bad copies; Repaired those rewritten;
-	// Unrecoverable the chunks with no good copy in any zone.
-	Missing, Corrupt, Repaired, Unrecoverable int
+	// Missing and Corrupt count bad copies; Unplaced the copies an
+	// image's placement asks for that were never made; Repaired the
+	// copies written; Unrecoverable the chunks with no good copy left.
+	Missing, Corrupt, Unplaced, Repaired, Unrecoverable int
 	// Problems names each bad copy (at most maxScrubProblems of them).
 	Problems []string
 }
 
 // ZoneScrub is one zone's part of a ScrubReport.
 type ZoneScrub struct {
-	Zone                                      string
-	Packs, Copies, Missing, Corrupt, Repaired int
+	Zone                                                string
+	Packs, Copies, Missing, Corrupt, Unplaced, Repaired int
 }
 
 const maxScrubProblems = 100
@@ -46,9 +47,12 @@ type badCopy struct {
 
 // Scrub reads every chunk copy the index lists, pack by pack, and verifies
 // it against its hash: a lost zone (its packs gone) or damaged packs show
-// up as missing or corrupt copies. With Repair each bad copy is rewritten
-// into its zone from a good copy elsewhere, restoring the redundancy the
-// placement asks for. It reads all stored data: O(data).
+// up as missing or corrupt copies. It also walks every image that is not
+// pending replication and finds chunks with no copy at all in a zone of
+// its placement. With Repair each bad copy is rewritten into its zone from
+// a good copy elsewhere and each absent one made, restoring the redundancy
+// the placements ask for. It reads all stored data and every image's block
+// map: O(data + images × blocks).
 func (e *Engine) Scrub(ctx context.Context, opts ScrubOptions) (ScrubReport, error) {
 	var rep ScrubReport
 	// Each zone's packs with the copies the index places in them.
@@ -124,15 +128,115 @@ func (e *Engine) Scrub(ctx context.Context, opts ScrubOptions) (ScrubReport, err
 	for _, zs := range rep.Zones {
 		rep.Copies += zs.Copies
 	}
-	if len(bad) > 0 {
-		e.log.Warn("scrub found bad chunk copies", "missing", rep.Missing, "corrupt", rep.Corrupt)
+	unplaced, err := e.unplaced(ctx)
+	if err != nil {
+		return rep, err
 	}
-	if opts.Repair && len(bad) > 0 {
+	for _, u := range unplaced {
+		for _, z := range u.zones {
+			zs := &rep.Zones[slices.Index(e.zones.order, z)]
+			zs.Unplaced++
+			rep.Unplaced++
+			if len(rep.Problems) < maxScrubProblems {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("zone %s: chunk %s has no copy, and image %d's placement needs one", zs.Zone, u.ref, u.image))
+			}
+		}
+	}
+	if len(bad)+len(unplaced) > 0 {
+		e.log.Warn("scrub found bad or absent chunk copies", "missing", rep.Missing, "corrupt", rep.Corrupt, "unplaced", rep.Unplaced)
+	}
+	if !opts.Repair {
+		return rep, nil
+	}
+	if len(bad) > 0 {
 		if err := e.repair(ctx, bad, &rep); err != nil {
 			return rep, err
 		}
 	}
+	for _, u := range unplaced {
+		before := e.replicated.Load()
+		if err := e.place(ctx, []chunks.Ref{u.ref}, u.zones); err != nil {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			if len(rep.Problems) < maxScrubProblems {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("chunk %s: placing it failed: %v", u.ref, err))
+			}
+			continue
+		}
+		if e.replicated.Load() > before {
+			for _, z := range u.zones {
+				rep.Zones[slices.Index(e.zones.order, z)].Repaired++
+				rep.Repaired++
+			}
+		}
+	}
 	return rep, nil
+}
+
+// unplacedChunk is a chunk an image needs in zones that hold no copy of it.
+type unplacedChunk struct {
+	ref   chunks.Ref
+	image ID
+	zones []zoneID
+}
+
+// unplaced walks every image not pending replication, a window of blocks
+// per transaction, and lists its chunks that lack a copy in a zone of its
+// placement (each chunk once, with the zones it lacks).
+func (e *Engine) unplaced(ctx context.Context) ([]unplacedChunk, error) {
+	images, err := e.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []unplacedChunk
+	seen := make(map[chunks.Ref]int)
+	for _, info := range images {
+		if info.Pending {
+			continue
+		}
+		blocks := uint64(info.Size / BlockSize)
+		for w := uint64(0); w < blocks; w += windowBlocks {
+			err := e.meta.View(ctx, func(tx meta.Tx) error {
+				v, err := openView(tx, info.ID)
+				if err != nil {
+					return err
+				}
+				bvs, err := newTxReader(tx).allocated(v.lin, v.gen, w, min(w+windowBlocks, blocks))
+				if err != nil {
+					return err
+				}
+				for _, bv := range bvs {
+					ce, ok, err := getChunk(tx, bv.val.ref)
+					if err != nil || !ok {
+						return err
+					}
+					for _, z := range v.zones {
+						if ce.hasZone(z) {
+							continue
+						}
+						i, ok := seen[bv.val.ref]
+						if !ok {
+							i = len(out)
+							seen[bv.val.ref] = i
+							out = append(out, unplacedChunk{ref: bv.val.ref, image: info.ID})
+						}
+						if !slices.Contains(out[i].zones, z) {
+							out[i].zones = append(out[i].zones, z)
+						}
+					}
+				}
+				return nil
+			})
+			if errors.Is(err, ErrNotFound) {
+				break // deleted meanwhile
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }
 
 // scrubPack reads and verifies a pack, returning which chunk lies intact
@@ -224,7 +328,9 @@ func (e *Engine) repair(ctx context.Context, bad []badCopy, rep *ScrubReport) er
 			}
 		}
 		e.replicated.Add(bytes)
+		applied := make(map[zoneID]int)
 		err := e.meta.Update(ctx, func(tx meta.Tx) error {
+			clear(applied)
 			for _, c := range batch {
 				loc, ok := fresh[c.loc.Zone][c.ref]
 				if !ok {
@@ -242,16 +348,16 @@ func (e *Engine) repair(ctx context.Context, bad []badCopy, rep *ScrubReport) er
 				if err := tx.Put(chunkKey(c.ref), ce.marshal()); err != nil {
 					return err
 				}
+				applied[c.loc.Zone]++
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		for z, m := range fresh {
-			zs := &rep.Zones[slices.Index(e.zones.order, z)]
-			zs.Repaired += len(m)
-			rep.Repaired += len(m)
+		for z, n := range applied {
+			rep.Zones[slices.Index(e.zones.order, z)].Repaired += n
+			rep.Repaired += n
 		}
 	}
 	if rep.Repaired > 0 {

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -431,4 +432,36 @@ func TestZoneNumbersSurviveReordering(t *testing.T) {
 	if got := must[engine.Info](t)(e2.Stat(ctx, vol)).Zones; !slices.Equal(got, []string{"r-2"}) {
 		t.Fatalf("zones after reordering = %v", got)
 	}
+}
+
+// TestScrubFindsUnplacedChunks: an image that claims to be fully placed
+// (its pending mark lost) while some zones lack its chunks is found by
+// scrub, and repair makes the missing copies.
+func TestScrubFindsUnplacedChunks(t *testing.T) {
+	ctx := t.Context()
+	z := newZoneEnv(t)
+	vol := must[engine.ID](t)(z.e.CreateVolume(ctx, 1<<20, "r-1"))
+	data := randomData(11, 1<<20)
+	if err := z.e.WriteAt(ctx, vol, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	snap := must[engine.ID](t)(z.e.Snapshot(ctx, vol, z.zones...))
+	// Lose the pending mark (key 'P' + id), as a bug might.
+	if err := z.env.meta.Update(ctx, func(tx meta.Tx) error {
+		return tx.Delete(binary.BigEndian.AppendUint64([]byte{'P'}, uint64(snap)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep := scrub(t, z.e, false)
+	if rep.Unplaced != 2*16 || rep.Zones[1].Unplaced != 16 || rep.Missing+rep.Corrupt != 0 {
+		t.Fatalf("scrub: %+v, want 16 chunks unplaced in r-2 and r-3", rep)
+	}
+	rep = scrub(t, z.e, true)
+	if rep.Repaired != 2*16 {
+		t.Fatalf("scrub --repair: %+v, want 32 copies made", rep)
+	}
+	if rep := scrub(t, z.e, false); rep.Unplaced != 0 {
+		t.Fatalf("scrub after repair: %+v", rep)
+	}
+	z.readsWithout(t, "r-1", snap, data)
 }
