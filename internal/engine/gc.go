@@ -216,7 +216,10 @@ func (e *Engine) compact(ctx context.Context, z zoneID, packs []string, members 
 		old[p] = true
 	}
 	var moved []chunks.Chunk
-	var from []chunks.Location
+	// from lists each moved chunk's copies, this zone's first: a copy
+	// damaged here is read from another zone, so the rewrite repairs it
+	// rather than blocking the zone's compaction.
+	var from [][]zoneLocation
 	err := e.meta.View(ctx, func(tx meta.Tx) error {
 		moved, from = moved[:0], from[:0]
 		for _, p := range packs {
@@ -231,7 +234,13 @@ func (e *Engine) compact(ctx context.Context, z zoneID, packs []string, members 
 				for _, loc := range ce.Locations {
 					if loc.Zone == z && loc.Pack == p {
 						moved = append(moved, chunks.Chunk{Ref: ref})
-						from = append(from, loc.Location)
+						locs := []zoneLocation{loc}
+						for _, other := range ce.Locations {
+							if other.Zone != z {
+								locs = append(locs, other)
+							}
+						}
+						from = append(from, locs)
 					}
 				}
 			}
@@ -242,7 +251,7 @@ func (e *Engine) compact(ctx context.Context, z zoneID, packs []string, members 
 		return err
 	}
 	for i := range moved {
-		data, err := store.Get(ctx, moved[i].Ref, from[i], nil)
+		data, err := e.readChunk(ctx, moved[i].Ref, from[i], nil)
 		if err != nil {
 			return err
 		}

@@ -465,3 +465,40 @@ func TestScrubFindsUnplacedChunks(t *testing.T) {
 	}
 	z.readsWithout(t, "r-1", snap, data)
 }
+
+// TestCompactionReadsAroundDamage: compacting a zone whose pack holds a
+// damaged copy reads that chunk from another zone, so compaction goes on
+// and its rewrite repairs the copy.
+func TestCompactionReadsAroundDamage(t *testing.T) {
+	ctx := t.Context()
+	z := newZoneEnv(t)
+	vol := must[engine.ID](t)(z.e.CreateVolume(ctx, 1<<20, "r-1", "r-2"))
+	data := randomData(12, 1<<20)
+	for off := int64(0); off < 1<<20; off += 512 << 10 { // two writes: two small packs per zone
+		if err := z.e.WriteAt(ctx, vol, data[off:off+512<<10], off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mem := z.mems["r-2"]
+	var name string
+	mem.List(ctx, "", func(n string, _ int64) error { name = n; return nil })
+	var size int64
+	mem.List(ctx, name, func(_ string, n int64) error { size = n; return nil })
+	p := make([]byte, size)
+	if err := mem.ReadAt(ctx, name, p, 0); err != nil {
+		t.Fatal(err)
+	}
+	p[size/2] ^= 0xff
+	if err := mem.Put(ctx, name, p); err != nil {
+		t.Fatal(err)
+	}
+	z.env.now = z.env.now.Add(time.Hour)
+	st, err := z.e.GC(ctx, engine.DefaultGCOptions())
+	if err != nil || st.PacksCompacted < 4 {
+		t.Fatalf("GC = %+v, %v; want both zones' small packs merged", st, err)
+	}
+	if rep := scrub(t, z.e, false); rep.Missing+rep.Corrupt+rep.Unplaced != 0 {
+		t.Fatalf("scrub after compaction: %+v, want the damaged copy rewritten", rep)
+	}
+	z.readsWithout(t, "r-1", vol, data)
+}
