@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,6 +101,7 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 				bad("lineage %d: deletion left unfinished", l)
 			}
 		}
+		snaps := make(map[[2]uint64]ID) // the snapshot index as the images imply it
 		if err := scanAll(tx, prefixImage, func(k, v []byte) error {
 			id, err := decodeIDKey(k, prefixImage)
 			if err != nil {
@@ -119,6 +121,7 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 				bad("image %d: lineage %d names volume %d", id, img.Lineage, rec.Volume)
 			case img.Kind == KindSnapshot:
 				wantRefs[[2]uint64{uint64(img.Lineage), uint64(img.Gen)}]++
+				snaps[[2]uint64{uint64(img.Lineage), uint64(img.Gen)}] = ID(id)
 				if img.Gen >= rec.Head {
 					bad("snapshot %d: generation %d is not sealed (head %d)", id, img.Gen, rec.Head)
 				}
@@ -128,6 +131,26 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 			return nil
 		}); err != nil {
 			return err
+		}
+		if err := scanAll(tx, prefixSnap, func(k, v []byte) error {
+			l, g, err := decodeSnapKey(k)
+			if err != nil {
+				return err
+			}
+			key := [2]uint64{uint64(l), uint64(g)}
+			switch want, ok := snaps[key]; {
+			case !ok:
+				bad("snapshot index %d@%d: no snapshot has that generation", l, g)
+			case len(v) != 8 || ID(binary.BigEndian.Uint64(v)) != want:
+				bad("snapshot index %d@%d: names %x, the snapshot is %d", l, g, v, want)
+			}
+			delete(snaps, key)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for key, id := range snaps {
+			bad("snapshot %d: missing from the snapshot index at %d@%d", id, key[0], key[1])
 		}
 		for l, rec := range lins {
 			if rec.Volume != 0 {

@@ -136,3 +136,40 @@ func TestDiffCostFollowsChanges(t *testing.T) {
 		t.Errorf("diff over an empty generation cost %d metadata operations (%+v); want a constant", none.meta.Ops(), none.meta)
 	}
 }
+
+// TestReplicationCostIndependentOfOtherImages: replicating a snapshot that
+// changed one block costs the same in a store with 100 other images as in
+// one with 5: the earlier snapshot it diffs against comes from its own
+// lineage's snapshot index, not a scan of every image.
+func TestReplicationCostIndependentOfOtherImages(t *testing.T) {
+	var costs []cost
+	for _, others := range []int{5, 100} {
+		ctx := t.Context()
+		z := newZoneEnv(t)
+		for range others {
+			v := must[engine.ID](t)(z.e.CreateVolume(ctx, 1<<20))
+			must[engine.ID](t)(z.e.Snapshot(ctx, v))
+		}
+		vol := must[engine.ID](t)(z.e.CreateVolume(ctx, 1<<30, "r-1"))
+		if err := z.e.WriteAt(ctx, vol, randomData(1, 1<<20), 0); err != nil {
+			t.Fatal(err)
+		}
+		must[engine.ID](t)(z.e.Snapshot(ctx, vol, z.zones...))
+		if _, err := z.e.Replicate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := z.e.WriteAt(ctx, vol, randomData(2, engine.BlockSize), 5*engine.BlockSize); err != nil {
+			t.Fatal(err)
+		}
+		must[engine.ID](t)(z.e.Snapshot(ctx, vol, z.zones...))
+		costs = append(costs, z.env.measure(t, func() error { _, err := z.e.Replicate(ctx); return err }))
+	}
+	few, many := costs[0], costs[1]
+	if many.meta.Ops() > few.meta.Ops() {
+		t.Errorf("replication cost %d metadata operations with 100 other images, %d with 5 (%+v vs %+v); want no growth",
+			many.meta.Ops(), few.meta.Ops(), many.meta, few.meta)
+	}
+	if few.meta.Ops() == 0 {
+		t.Error("no metadata operations counted; the counter is not wired")
+	}
+}

@@ -20,6 +20,7 @@ const (
 	prefixChunk   = 'K' // K ref → chunk entry (refcount and locations)
 	prefixZone    = 'Z' // Z name → zone number (uint32)
 	prefixPending = 'P' // P id → empty: the image's chunks await replication
+	prefixSnap    = 'S' // S lineage gen → snapshot ID (uint64): a lineage's snapshots in order
 )
 
 var (
@@ -73,6 +74,17 @@ func chunkKey(r chunks.Ref) []byte { return append([]byte{prefixChunk}, r[:]...)
 func zoneKey(name string) []byte { return append([]byte{prefixZone}, name...) }
 
 func pendingKey(id ID) []byte { return put64([]byte{prefixPending}, uint64(id)) }
+
+func snapKey(l LineageID, g Generation) []byte {
+	return put64(put64([]byte{prefixSnap}, uint64(l)), uint64(g))
+}
+
+func decodeSnapKey(k []byte) (LineageID, Generation, error) {
+	if len(k) != 17 || k[0] != prefixSnap {
+		return 0, 0, keyError("snapshot index", k)
+	}
+	return LineageID(binary.BigEndian.Uint64(k[1:])), Generation(binary.BigEndian.Uint64(k[9:])), nil
+}
 
 // prefixEnd returns the smallest key greater than every key with prefix p,
 // or nil (no bound) when p is all 0xff.

@@ -43,6 +43,7 @@ func FuzzKeys(f *testing.F) {
 	f.Add(uint64(0), uint64(1<<63), ^uint64(0), mapKey(7, 8, 9))
 	f.Add(^uint64(0), uint64(0), uint64(0), changedKey(1, 2, 3))
 	f.Add(uint64(5), uint64(6), uint64(7), genKey(5, 6))
+	f.Add(uint64(5), uint64(6), uint64(7), snapKey(5, 6))
 	f.Fuzz(func(t *testing.T, l, b, g uint64, raw []byte) {
 		ml, mb, mg, err := decodeMapKey(mapKey(LineageID(l), b, Generation(g)))
 		if err != nil || uint64(ml) != l || mb != b || uint64(mg) != g {
@@ -55,6 +56,13 @@ func FuzzKeys(f *testing.F) {
 		gl, gg, err := decodeGenKey(genKey(LineageID(l), Generation(g)))
 		if err != nil || uint64(gl) != l || uint64(gg) != g {
 			t.Fatalf("gen key round trip (%d,%d) = (%d,%d), %v", l, g, gl, gg, err)
+		}
+		sl, sg, err := decodeSnapKey(snapKey(LineageID(l), Generation(g)))
+		if err != nil || uint64(sl) != l || uint64(sg) != g {
+			t.Fatalf("snapshot index key round trip (%d,%d) = (%d,%d), %v", l, g, sl, sg, err)
+		}
+		if id, err := decodeIDKey(pendingKey(ID(l)), prefixPending); err != nil || id != l {
+			t.Fatalf("pending key round trip %d = %d, %v", l, id, err)
 		}
 		if id, err := decodeIDKey(imageKey(ID(l)), prefixImage); err != nil || id != l {
 			t.Fatalf("image key round trip %d = %d, %v", l, id, err)
@@ -69,6 +77,9 @@ func FuzzKeys(f *testing.F) {
 		}
 		if l, g, err := decodeGenKey(raw); err == nil && !bytes.Equal(genKey(l, g), raw) {
 			t.Fatalf("decodeGenKey(%x) accepted a key it does not produce", raw)
+		}
+		if l, g, err := decodeSnapKey(raw); err == nil && !bytes.Equal(snapKey(l, g), raw) {
+			t.Fatalf("decodeSnapKey(%x) accepted a key it does not produce", raw)
 		}
 		if r, err := decodeChunkKey(raw); err == nil && !bytes.Equal(chunkKey(r), raw) {
 			t.Fatalf("decodeChunkKey(%x) accepted a key it does not produce", raw)

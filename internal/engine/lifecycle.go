@@ -74,7 +74,7 @@ func (e *Engine) Snapshot(ctx context.Context, vol ID, zones ...string) (ID, err
 			return err
 		}
 		id = ID(sid)
-		if err := putJSON(tx, imageKey(id), imageRecord{Kind: KindSnapshot, Lineage: v.lin, Gen: g, Size: v.size, Zones: zs}); err != nil {
+		if err := putSnapshot(tx, id, imageRecord{Kind: KindSnapshot, Lineage: v.lin, Gen: g, Size: v.size, Zones: zs}); err != nil {
 			return err
 		}
 		return markPending(tx, v, id, zs)
@@ -181,7 +181,7 @@ func (e *Engine) Freeze(ctx context.Context, src ID, zones ...string) (ID, error
 			return err
 		}
 		id = ID(sid)
-		if err := putJSON(tx, imageKey(id), imageRecord{Kind: KindSnapshot, Lineage: l, Gen: 1, Size: v.size, Zones: zs}); err != nil {
+		if err := putSnapshot(tx, id, imageRecord{Kind: KindSnapshot, Lineage: l, Gen: 1, Size: v.size, Zones: zs}); err != nil {
 			return err
 		}
 		return markPending(tx, v, id, zs)
@@ -190,6 +190,15 @@ func (e *Engine) Freeze(ctx context.Context, src ID, zones ...string) (ID, error
 		e.kickReplicator()
 	}
 	return id, err
+}
+
+// putSnapshot writes a snapshot's record and its entry in the lineage's
+// snapshot index (one snapshot per sealed generation).
+func putSnapshot(tx meta.Tx, id ID, img imageRecord) error {
+	if err := putJSON(tx, imageKey(id), img); err != nil {
+		return err
+	}
+	return tx.Put(snapKey(img.Lineage, img.Gen), put64(nil, uint64(id)))
 }
 
 func addGenRef(tx meta.Tx, l LineageID, g Generation) error {
@@ -245,6 +254,11 @@ func (e *Engine) Delete(ctx context.Context, id ID) error {
 		}
 		if err := tx.Delete(pendingKey(id)); err != nil {
 			return err
+		}
+		if v.kind == KindSnapshot {
+			if err := tx.Delete(snapKey(lin, gen)); err != nil {
+				return err
+			}
 		}
 		if v.kind == KindVolume {
 			// The head dies with the volume: mark it dying (no

@@ -2,7 +2,7 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -249,29 +249,33 @@ func (e *Engine) replicationPercent(id ID) float64 {
 }
 
 // replicatedBefore returns the newest earlier snapshot of v's lineage that
-// is not pending and whose placement includes v's, or 0.
+// is not pending and whose placement includes v's, or 0. It reads the
+// lineage's snapshot index: O(snapshots of the lineage).
 func replicatedBefore(tx meta.Tx, v view) (ID, error) {
-	var best ID
-	var bestGen Generation
-	err := tx.Scan([]byte{prefixImage}, []byte{prefixImage + 1}, func(k, val []byte) error {
-		id, err := decodeIDKey(k, prefixImage)
-		if err != nil {
-			return err
+	var earlier []ID
+	err := tx.Scan(snapKey(v.lin, 0), snapKey(v.lin, v.gen), func(_, val []byte) error {
+		if len(val) != 8 {
+			return fmt.Errorf("%w: snapshot index value %x", ErrCorrupt, val)
 		}
-		var img imageRecord
-		if err := json.Unmarshal(val, &img); err != nil {
-			return fmt.Errorf("%w: image %d: %v", ErrCorrupt, id, err)
-		}
-		if img.Kind != KindSnapshot || img.Lineage != v.lin || img.Gen >= v.gen || img.Gen <= bestGen || !covers(img.Zones, v.zones) {
-			return nil
-		}
-		if pending, err := isPending(tx, ID(id)); err != nil || pending {
-			return err
-		}
-		best, bestGen = ID(id), img.Gen
+		earlier = append(earlier, ID(binary.BigEndian.Uint64(val)))
 		return nil
 	})
-	return best, err
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range slices.Backward(earlier) {
+		img, err := getImage(tx, id)
+		if err != nil {
+			return 0, err
+		}
+		if !covers(img.Zones, v.zones) {
+			continue
+		}
+		if pending, err := isPending(tx, id); err != nil || !pending {
+			return id, err
+		}
+	}
+	return 0, nil
 }
 
 // place copies each chunk into the zones of want whose copy the index
