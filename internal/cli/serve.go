@@ -407,6 +407,16 @@ func registerZoneMetrics(reg prometheus.Registerer, eng *engine.Engine) {
 			ConstLabels: prometheus.Labels{"zone": zone},
 		}, func() float64 { return float64(eng.ZoneFaults()[zone]) }))
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "deltadisk_zone_replication_pending",
+		Help: "Disks and snapshots whose zones are still being filled (-1: the count failed).",
+	}, func() float64 {
+		n, err := eng.PendingImages(context.Background())
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "deltadisk_zone_replicated_bytes_total",
 		Help: "Chunk bytes copied between zones by background replication and scrub repairs.",

@@ -94,6 +94,19 @@ func (e *Engine) kickReplicator() {
 // that a background loop can call Replicate without polling.
 func (e *Engine) ReplicationNeeded() <-chan struct{} { return e.kick }
 
+// PendingImages counts the images awaiting replication.
+func (e *Engine) PendingImages(ctx context.Context) (int, error) {
+	n := 0
+	err := e.meta.View(ctx, func(tx meta.Tx) error {
+		n = 0
+		return tx.Scan([]byte{prefixPending}, []byte{prefixPending + 1}, func(_, _ []byte) error {
+			n++
+			return nil
+		})
+	})
+	return n, err
+}
+
 // ReplicatedBytes is how many chunk bytes replication has copied between
 // zones since Open (scrub repairs included).
 func (e *Engine) ReplicatedBytes() int64 { return e.replicated.Load() }

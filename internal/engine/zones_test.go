@@ -315,9 +315,15 @@ func TestPendingReplication(t *testing.T) {
 	default:
 		t.Error("no replication signal after a pending snapshot")
 	}
+	if n, err := z.e.PendingImages(ctx); n != 1 || err != nil {
+		t.Errorf("PendingImages = %d, %v; want 1", n, err)
+	}
 	before := z.e.ReplicatedBytes()
 	if n, err := z.e.Replicate(ctx); err != nil || n != 1 {
 		t.Fatalf("Replicate = %d, %v; want 1 image done", n, err)
+	}
+	if n, err := z.e.PendingImages(ctx); n != 0 || err != nil {
+		t.Errorf("PendingImages after Replicate = %d, %v; want 0", n, err)
 	}
 	if got, want := z.e.ReplicatedBytes()-before, int64(2*len(data)); got != want {
 		t.Errorf("first replication copied %d bytes, want %d (8 MiB into two zones)", got, want)
