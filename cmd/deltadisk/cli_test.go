@@ -92,7 +92,7 @@ func TestCLISession(t *testing.T) {
 	table := s.cliOK("snapshot", "list", "-g", "rg1", "-o", "table")
 	lines := strings.Split(strings.TrimSuffix(table, "\n"), "\n")
 	if len(lines) != 5 || !strings.HasPrefix(lines[0], "Name    ResourceGroup    Location    Sku") || !strings.HasPrefix(lines[1], "------  ") ||
-		!strings.HasPrefix(lines[3], "snap1   rg1              eastus      Standard_LRS  1         True") {
+		!strings.HasPrefix(lines[3], "snap1   rg1              eastus      Standard_ZRS  1         True") {
 		t.Errorf("snapshot list -o table =\n%s", table)
 	}
 	if got := s.cliOK("snapshot", "list", "-g", "rg1", "--query", "[].name", "-o", "tsv"); got != "full\nsnap1\nsnap2\n" {

@@ -13,11 +13,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-var (
-	snapshotSkus = []string{"Premium_LRS", "Standard_LRS", "Standard_ZRS"}
-	// defaultSnapshotSku is az's default for snapshot create.
-	defaultSnapshotSku = "Standard_LRS"
-)
+var snapshotSkus = []string{"Premium_LRS", "Standard_LRS", "Standard_ZRS"}
 
 func newSnapshotCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -80,7 +76,8 @@ func (o *snapshotCreateOptions) addFlags(fs *pflag.FlagSet) {
 	addLocationFlag(fs, &o.location)
 	fs.StringVar(&o.source, "source", "", "disk or snapshot to snapshot: its name in the resource group, or its full id")
 	fs.BoolVar(&o.incremental, "incremental", false, "take an incremental snapshot: only what changed since the disk's previous one is stored")
-	fs.StringVar(&o.sku, "sku", "", "storage SKU: "+strings.Join(snapshotSkus, ", ")+" (default "+defaultSnapshotSku+")")
+	fs.StringVar(&o.sku, "sku", "", "storage SKU: "+strings.Join(snapshotSkus, ", ")+
+		" (default: the server's, Standard_ZRS for an incremental snapshot where the region has zones, else Standard_LRS)")
 	addTagsFlag(fs, &o.tags)
 	addNoWaitFlag(fs, &o.noWait)
 }
@@ -110,12 +107,15 @@ The location defaults to the resource group's.`,
 }
 
 func runSnapshotCreate(ctx context.Context, g *globals, cmd *cobra.Command, opts snapshotCreateOptions, args []string) error {
-	sku := defaultSnapshotSku
+	// Without --sku none is sent, so the server's default applies (az
+	// sends Standard_LRS, which opts out of zone redundancy unasked).
+	var sku *armcompute.SnapshotSKU
 	if opts.sku != "" {
-		var err error
-		if sku, err = oneOf("--sku", opts.sku, snapshotSkus...); err != nil {
+		name, err := oneOf("--sku", opts.sku, snapshotSkus...)
+		if err != nil {
 			return err
 		}
+		sku = &armcompute.SnapshotSKU{Name: new(armcompute.SnapshotStorageAccountTypes(name))}
 	}
 	c, err := connect(ctx, g)
 	if err != nil {
@@ -135,7 +135,7 @@ func runSnapshotCreate(ctx context.Context, g *globals, cmd *cobra.Command, opts
 	snap := armcompute.Snapshot{
 		Location: &location,
 		Tags:     parseTags(opts.tags, args),
-		SKU:      &armcompute.SnapshotSKU{Name: new(armcompute.SnapshotStorageAccountTypes(sku))},
+		SKU:      sku,
 		Properties: &armcompute.SnapshotProperties{
 			CreationData: &armcompute.CreationData{CreateOption: new(armcompute.DiskCreateOptionCopy), SourceResourceID: &source},
 			Incremental:  &opts.incremental,

@@ -48,8 +48,8 @@ func TestSnapshotCommands(t *testing.T) {
 	if cd["createOption"] != "Copy" || cd["sourceResourceId"] != disk["id"] || cd["sourceUniqueId"] != disk["uniqueId"] {
 		t.Errorf("snapshot create: creationData = %v, want Copy of %v (uniqueId %v)", cd, disk["id"], disk["uniqueId"])
 	}
-	if sku, _ := s1["sku"].(map[string]any); sku["name"] != "Standard_LRS" {
-		t.Errorf("snapshot create: sku = %v, want Standard_LRS (az's default)", s1["sku"])
+	if sku, _ := s1["sku"].(map[string]any); sku["name"] != "Standard_ZRS" {
+		t.Errorf("snapshot create: sku = %v, want Standard_ZRS (the server's default for incremental snapshots in a region with zones)", s1["sku"])
 	}
 	if f, _ := s1["incrementalSnapshotFamilyId"].(string); f == "" {
 		t.Errorf("snapshot create: no incrementalSnapshotFamilyId")
@@ -73,7 +73,7 @@ func TestSnapshotCommands(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(table, "\n"), "\n")
 	if len(lines) != 5 || !strings.HasPrefix(lines[0], "Name    ResourceGroup    Location    Sku           SizeGb    Incremental    TimeCreated") ||
 		!strings.HasPrefix(lines[2], "full1   rg1              eastus      Standard_LRS  1         False          20") ||
-		!strings.HasPrefix(lines[3], "s1      rg1              eastus      Standard_LRS  1         True           20") {
+		!strings.HasPrefix(lines[3], "s1      rg1              eastus      Standard_ZRS  1         True           20") {
 		t.Errorf("snapshot list -o table =\n%s", table)
 	}
 

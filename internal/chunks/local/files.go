@@ -3,6 +3,8 @@ package local
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // maxOpenFiles bounds the pack files kept open for reading. Opening and
@@ -25,19 +27,46 @@ type openFile struct {
 	refs    int
 	evicted bool
 	elem    *list.Element
+	checked atomic.Int64 // when (unix nanoseconds) f was last seen linked
+}
+
+// recheckEvery bounds how often a cached file's link count is checked: an
+// fstat per 64 KiB read would cost a few percent of a download.
+const recheckEvery = 100 * time.Millisecond
+
+// stale reports whether the file was unlinked, checking at most every
+// recheckEvery.
+func (of *openFile) stale() bool {
+	now := time.Now().UnixNano()
+	if now-of.checked.Load() < int64(recheckEvery) {
+		return false
+	}
+	if unlinked(of.f) {
+		return true
+	}
+	of.checked.Store(now)
+	return false
 }
 
 // acquire returns path's open file, opening it with open if needed; the
-// caller must release it.
+// caller must release it. A cached file that was deleted behind the
+// Backend's back (its link count is zero: a zone's directory removed, say)
+// is dropped and the path opened anew, so that the loss shows within
+// recheckEvery rather than once the file leaves the cache.
 func (c *fileCache) acquire(path string, open func(string) (File, error)) (*openFile, error) {
 	c.mu.Lock()
 	if of := c.files[path]; of != nil {
 		of.refs++
 		c.lru.MoveToFront(of.elem)
 		c.mu.Unlock()
-		return of, nil
+		if !of.stale() {
+			return of, nil
+		}
+		c.release(of)
+		c.forget(path)
+	} else {
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	f, err := open(path)
 	if err != nil {
 		return nil, err

@@ -289,7 +289,8 @@ func TestConfigValidate(t *testing.T) {
 
 // TestDirRemovedUnderBackend: when the store's directory is removed while
 // it is open (a lost disk swapped for an empty one), objects read as not
-// found and the next Put creates the directory again.
+// found, also one whose file was held open, and the next Put creates the
+// directory again.
 func TestDirRemovedUnderBackend(t *testing.T) {
 	ctx := t.Context()
 	dir := filepath.Join(t.TempDir(), "zone")
@@ -298,10 +299,13 @@ func TestDirRemovedUnderBackend(t *testing.T) {
 	if err := b.Put(ctx, "packs/p1", []byte("one")); err != nil {
 		t.Fatal(err)
 	}
+	p := make([]byte, 3)
+	if err := b.ReadAt(ctx, "packs/p1", p, 0); err != nil { // now held open
+		t.Fatal(err)
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	p := make([]byte, 3)
 	if err := b.ReadAt(ctx, "packs/p1", p, 0); !errors.Is(err, chunks.ErrNotFound) {
 		t.Fatalf("ReadAt after the directory was removed = %v, want ErrNotFound", err)
 	}
