@@ -270,3 +270,60 @@ func TestCopyIntoFailingZone(t *testing.T) {
 		t.Fatalf("the copy reads differently from its source (%v)", err)
 	}
 }
+
+// TestCopyStartWithinRegion: CopyStart into another resource group of the
+// source's own region works as across regions: the copies read as their
+// sources, form a family of their own (diffs between them work), and are
+// placed in the region's zones by their sku.
+func TestCopyStartWithinRegion(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, nil)
+	stop := f.s.StartCopier(ctx, engineTransport{f.e})
+	defer stop()
+	if _, _, err := f.s.PutGroup(ctx, sub, "backup", "eastus", nil); err != nil {
+		t.Fatal(err)
+	}
+	d := f.disk(t, diskID("d"), 1)
+	if err := f.e.WriteAt(ctx, d.Image, bytes.Repeat([]byte{5, 6}, engine.BlockSize), 0); err != nil {
+		t.Fatal(err)
+	}
+	s1, err := f.snapshot(t, snapID("s1"), d.ID().String(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.e.WriteAt(ctx, d.Image, bytes.Repeat([]byte{7}, engine.BlockSize), 9*engine.BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	f.now = f.now.Add(time.Second)
+	s2, err := f.snapshot(t, snapID("s2"), d.ID().String(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := func(name string) service.ResourceID {
+		return service.ResourceID{Subscription: sub, Group: "backup", Kind: service.KindSnapshot, Name: name}
+	}
+	var copies []*service.Resource
+	for i, src := range []*service.Resource{s1, s2} {
+		id := backup(fmt.Sprintf("c%d", i+1))
+		if _, err := f.s.Put(ctx, id, service.Spec{Location: "eastus",
+			CreationData: service.CreationData{CreateOption: "CopyStart", SourceResourceID: src.ID().String()}}); err != nil {
+			t.Fatal(err)
+		}
+		c := f.waitCopy(t, id)
+		if c.Copy.Error != nil || c.Sku != "Standard_ZRS" || c.FamilyID == src.FamilyID {
+			t.Fatalf("copy of %s within eastus: error %+v, sku %s, family %s (source's %s)", src.Name, c.Copy.Error, c.Sku, c.FamilyID, src.FamilyID)
+		}
+		want, got := make([]byte, 16*engine.BlockSize), make([]byte, 16*engine.BlockSize)
+		if err := f.e.ReadAt(ctx, src.Image, want, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.e.ReadAt(ctx, c.Image, got, 0); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("copy %s reads differently from %s (%v)", c.Name, src.Name, err)
+		}
+		copies = append(copies, c)
+	}
+	diff, err := f.e.Diff(ctx, copies[0].Image, copies[1].Image)
+	if err != nil || len(diff) != 1 || diff[0].Offset != 9*engine.BlockSize {
+		t.Fatalf("diff between the copies = %v, %v; want the one changed block", diff, err)
+	}
+}
