@@ -215,3 +215,48 @@ func TestExportRange(t *testing.T) {
 		t.Errorf("range past the end = %v, want ErrOutOfRange", err)
 	}
 }
+
+// TestFingerprint: images with the same bytes have the same fingerprint
+// whatever their history (written in another order, zeros written or
+// never written, a clone), and one changed byte changes it.
+func TestFingerprint(t *testing.T) {
+	ctx := t.Context()
+	env := newEnv(t)
+	e := env.e
+	const size = 4 << 20
+	a := must[engine.ID](t)(e.CreateVolume(ctx, size))
+	b := must[engine.ID](t)(e.CreateVolume(ctx, 8<<20))
+	data := randomData(1, 1<<20)
+	if err := e.WriteAt(ctx, a, data, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	for off := int64(1 << 20); off > 0; off -= engine.BlockSize { // backwards, block by block
+		if err := e.WriteAt(ctx, b, data[off-engine.BlockSize:off], (1<<20)+off-engine.BlockSize); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.WriteAt(ctx, b, make([]byte, 1<<20), 0); err != nil { // zeros, written
+		t.Fatal(err)
+	}
+	snap := must[engine.ID](t)(e.Snapshot(ctx, a))
+	clone := must[engine.ID](t)(e.Clone(ctx, snap, size))
+	fp := func(id engine.ID) [32]byte { return must[[32]byte](t)(e.Fingerprint(ctx, id, size)) }
+	want := fp(a)
+	for _, id := range []engine.ID{b, snap, clone} {
+		if fp(id) != want {
+			t.Errorf("image %d: fingerprint differs from image %d's, same bytes", id, a)
+		}
+	}
+	if err := e.WriteAt(ctx, clone, []byte{1: 1, 511: 0}, 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	if fp(clone) == want {
+		t.Error("one changed byte left the fingerprint unchanged")
+	}
+	if must[[32]byte](t)(e.Fingerprint(ctx, a, 8<<20)) == want {
+		t.Error("fingerprints of different lengths agree")
+	}
+	if _, err := e.Fingerprint(ctx, a, 1000); !errors.Is(err, engine.ErrUnaligned) {
+		t.Errorf("Fingerprint of an unaligned length = %v, want ErrUnaligned", err)
+	}
+}

@@ -327,3 +327,39 @@ func TestCopyStartWithinRegion(t *testing.T) {
 		t.Fatalf("diff between the copies = %v, %v; want the one changed block", diff, err)
 	}
 }
+
+// corruptingTransport damages one byte of what it reads.
+type corruptingTransport struct{ engineTransport }
+
+func (t corruptingTransport) Read(ctx context.Context, src *service.Resource, p []byte, off int64) error {
+	if err := t.engineTransport.Read(ctx, src, p, off); err != nil {
+		return err
+	}
+	p[len(p)/2] ^= 0x40
+	return nil
+}
+
+// TestCopyVerification: a copy whose bytes arrive damaged fails
+// CopyVerificationFailed rather than completing.
+func TestCopyVerification(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, nil)
+	stop := f.s.StartCopier(ctx, corruptingTransport{engineTransport{f.e}})
+	defer stop()
+	d := f.disk(t, diskID("d"), 1)
+	if err := f.e.WriteAt(ctx, d.Image, bytes.Repeat([]byte{8}, engine.BlockSize), 0); err != nil {
+		t.Fatal(err)
+	}
+	s1, err := f.snapshot(t, snapID("s1"), d.ID().String(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := service.ResourceID{Subscription: sub, Group: "west", Kind: service.KindSnapshot, Name: "c1"}
+	if _, err := f.s.Put(ctx, id, service.Spec{Location: "westus",
+		CreationData: service.CreationData{CreateOption: "CopyStart", SourceResourceID: s1.ID().String()}}); err != nil {
+		t.Fatal(err)
+	}
+	if c := f.waitCopy(t, id); c.Copy.Error == nil || c.Copy.Error.ErrorCode != "CopyVerificationFailed" || c.Image != 0 {
+		t.Fatalf("copy of damaged bytes: %+v, want CopyVerificationFailed and no data", c.Copy)
+	}
+}
