@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,6 +153,17 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	var err error
 	if e.zones, err = openZones(ctx, e.meta, cfg.Zones); err != nil {
 		return nil, fmt.Errorf("engine: zones: %w", err)
+	}
+	var unconfigured []string
+	for name, id := range e.zones.byName {
+		if e.zones.stores[id] == nil {
+			unconfigured = append(unconfigured, name)
+		}
+	}
+	if len(unconfigured) > 0 {
+		// Copies there cannot be read until they are configured again.
+		slices.Sort(unconfigured)
+		e.log.Warn("zones the store has known are not configured; chunk copies in them are unreachable", "zones", unconfigured)
 	}
 	if err := e.resume(ctx); err != nil {
 		return nil, fmt.Errorf("engine: resuming interrupted work: %w", err)
