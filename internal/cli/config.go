@@ -161,6 +161,11 @@ func (c serveConfig) resolve(st state) (settings, error) {
 		switch {
 		case name == "":
 			return settings{}, fmt.Errorf("regions[%d]: no name", i)
+		case strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789") != "":
+			// A region names its zones' directories ("eastus-1"): letters
+			// and digits only, as Azure's, so no name escapes the data dir
+			// or clashes with another region's zone.
+			return settings{}, fmt.Errorf("regions[%d]: region name %q: use lower-case letters and digits only (spaces are dropped)", i, r.Name)
 		case seen[name]:
 			return settings{}, fmt.Errorf("regions[%d]: region %q is listed twice", i, r.Name)
 		case r.Zones < 0 || r.Zones > 3:

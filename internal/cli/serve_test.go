@@ -222,6 +222,8 @@ func TestServeConfigErrors(t *testing.T) {
 		{"policy zero window", `{"policy": {"snapshotRateWindow": "0s"}}`, "snapshotRateWindow"},
 		{"policy region not normalised", `{"policy": {"incrementalRegions": ["East US"]}}`, "normalised"},
 		{"policy unknown region", `{"policy": {"incrementalRegions": ["atlantis"]}}`, `"atlantis" is not a region`},
+		{"region name escaping the data dir", `{"regions": [{"name": "../up", "zones": 0}]}`, "letters and digits only"},
+		{"region name that would clash with a zone", `{"regions": [{"name": "lab-1", "zones": 0}]}`, "letters and digits only"},
 		{"subscription not a GUID", `{"subscriptions": [{"subscriptionId": "sub-1", "displayName": "x"}]}`, "not a GUID"},
 		{"subscription twice", `{"subscriptions": [{"subscriptionId": "22222222-2222-2222-2222-222222222222", "displayName": "x"}]}`, "twice"},
 		{"subscription unnamed", `{"subscriptions": [{"subscriptionId": "44444444-4444-4444-4444-444444444444"}]}`, "displayName"},
