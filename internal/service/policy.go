@@ -3,11 +3,12 @@ package service
 import (
 	"errors"
 	"fmt"
-	"github.com/deltadisk/deltadisk/internal/chunks"
-	"github.com/deltadisk/deltadisk/internal/engine"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/deltadisk/deltadisk/internal/chunks"
+	"github.com/deltadisk/deltadisk/internal/engine"
 )
 
 // Policy holds the rules of the incremental-snapshot feature that an
