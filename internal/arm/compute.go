@@ -117,7 +117,7 @@ func (c *call) resourceMethods() error {
 		if err != nil {
 			return err
 		}
-		c.writeResource(r)
+		return c.writeResource(r)
 	case http.MethodPut:
 		return c.put()
 	case http.MethodPatch:
@@ -138,8 +138,12 @@ func (c *call) resourceMethods() error {
 	return nil
 }
 
-func (c *call) writeResource(r *service.Resource) {
+func (c *call) writeResource(r *service.Resource) error {
+	if err := c.h.svc.NoteReplication(c.r.Context(), r); err != nil {
+		return err
+	}
 	writeJSON(c.w, http.StatusOK, resourceOf(r, c.h.svc.Now()))
+	return nil
 }
 
 // putBody is what clients send in a PUT; unknown fields are ignored, as
@@ -183,8 +187,7 @@ func (c *call) put() error {
 	if err != nil {
 		return err
 	}
-	c.writeResource(r)
-	return nil
+	return c.writeResource(r)
 }
 
 // specOf checks a PUT body's shape and turns it into the service's spec.
@@ -232,8 +235,7 @@ func (c *call) patch() error {
 	if err != nil {
 		return err
 	}
-	c.writeResource(r)
-	return nil
+	return c.writeResource(r)
 }
 
 // listResources lists a group's or a subscription's disks or snapshots,

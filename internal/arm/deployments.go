@@ -336,6 +336,9 @@ func (c *call) reference(resourceID, _ string) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the resource '%s' was not found", resourceID)
 	}
+	if err := c.h.svc.NoteReplication(context.Background(), r); err != nil {
+		return nil, err
+	}
 	raw, _ := json.Marshal(resourceOf(r, c.h.svc.Now()))
 	var m map[string]any
 	err = json.Unmarshal(raw, &m)

@@ -119,9 +119,9 @@ type Resource struct {
 	// inside the policy's rate window.
 	RecentSnapshots []time.Time `json:"recentSnapshots,omitempty"`
 
-	// Zones and Replication come from the engine on every read, never
-	// from the record: the zone stores that hold the data, and whether
-	// some of them are still being filled.
+	// Zones and Replication come from the engine (NoteReplication; List
+	// fills them in), never from the record: the zone stores that hold
+	// the data, and whether some of them are still being filled.
 	Zones       []string     `json:"-"`
 	Replication *Replication `json:"-"`
 }

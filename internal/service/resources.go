@@ -79,15 +79,13 @@ func (s *Service) Get(ctx context.Context, id ResourceID) (*Resource, error) {
 		r, err = s.load(tx, id)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return r, s.noteReplication(ctx, r)
+	return r, err
 }
 
-// noteReplication fills in r.Replication from the engine: whether every
-// zone of the resource's sku holds all of its data yet.
-func (s *Service) noteReplication(ctx context.Context, r *Resource) error {
+// NoteReplication fills in r.Zones and r.Replication from the engine:
+// where the data lies and whether every zone of the resource's sku holds
+// it yet. Only what shows a resource needs it, so Get leaves it out.
+func (s *Service) NoteReplication(ctx context.Context, r *Resource) error {
 	if r.Image == 0 {
 		return nil
 	}
@@ -211,7 +209,7 @@ func (s *Service) List(ctx context.Context, sub, group string, kind Kind, after 
 		return nil, "", err
 	}
 	for _, r := range out {
-		if err := s.noteReplication(ctx, r); err != nil {
+		if err := s.NoteReplication(ctx, r); err != nil {
 			return nil, "", err
 		}
 	}

@@ -85,6 +85,20 @@ func snapID(name string) service.ResourceID {
 	return service.ResourceID{Subscription: sub, Group: "rg", Kind: service.KindSnapshot, Name: name}
 }
 
+// show reads a resource as the API shows it, with its zones and
+// replication filled in.
+func (f *fixture) show(t *testing.T, id service.ResourceID) *service.Resource {
+	t.Helper()
+	r, err := f.s.Get(t.Context(), id)
+	if err == nil {
+		err = f.s.NoteReplication(t.Context(), r)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func (f *fixture) disk(t *testing.T, id service.ResourceID, gb int64) *service.Resource {
 	t.Helper()
 	r, err := f.s.Put(t.Context(), id, service.Spec{Location: "eastus", CreationData: service.CreationData{CreateOption: "Empty"}, DiskSizeGB: gb})
@@ -507,20 +521,20 @@ func TestZonePlacement(t *testing.T) {
 	if err := f.e.WriteAt(ctx, d.Image, bytes.Repeat([]byte{1, 2}, 1<<20), 0); err != nil {
 		t.Fatal(err)
 	}
-	if d, _ = f.s.Get(ctx, d.ID()); !slices.Equal(d.Zones, []string{"eastus-1"}) || d.Replication != nil {
+	if d = f.show(t, d.ID()); !slices.Equal(d.Zones, []string{"eastus-1"}) || d.Replication != nil {
 		t.Fatalf("LRS disk in eastus: zones %v, replication %+v", d.Zones, d.Replication)
 	}
 	s, err := f.snapshot(t, snapID("s"), d.ID().String(), true) // ZRS by default in eastus
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s, _ = f.s.Get(ctx, s.ID()); s.Sku != "Standard_ZRS" || len(s.Zones) != 3 || s.Replication == nil {
+	if s = f.show(t, s.ID()); s.Sku != "Standard_ZRS" || len(s.Zones) != 3 || s.Replication == nil {
 		t.Fatalf("ZRS snapshot of an LRS disk: sku %s zones %v replication %+v, want pending in 3 zones", s.Sku, s.Zones, s.Replication)
 	}
 	if n, err := f.e.Replicate(ctx); n != 1 || err != nil {
 		t.Fatalf("Replicate = %d, %v", n, err)
 	}
-	if s, _ = f.s.Get(ctx, s.ID()); s.Replication != nil {
+	if s = f.show(t, s.ID()); s.Replication != nil {
 		t.Fatalf("replication still shown after it finished: %+v", s.Replication)
 	}
 	zrs := diskID("z")
@@ -528,14 +542,14 @@ func TestZonePlacement(t *testing.T) {
 		CreationData: service.CreationData{CreateOption: "Empty"}}); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := f.s.Get(ctx, zrs); !slices.Equal(r.Zones, []string{"eastus-1", "eastus-2", "eastus-3"}) {
+	if r := f.show(t, zrs); !slices.Equal(r.Zones, []string{"eastus-1", "eastus-2", "eastus-3"}) {
 		t.Fatalf("Premium_ZRS disk zones = %v", r.Zones)
 	}
 	w, err := f.snapshot(t, snapID("lrs"), d.ID().String(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w, _ = f.s.Get(ctx, w.ID()); w.Sku != "Standard_LRS" || !slices.Equal(w.Zones, []string{"eastus-1"}) || w.Replication != nil {
+	if w = f.show(t, w.ID()); w.Sku != "Standard_LRS" || !slices.Equal(w.Zones, []string{"eastus-1"}) || w.Replication != nil {
 		t.Fatalf("full LRS snapshot: sku %s zones %v replication %+v", w.Sku, w.Zones, w.Replication)
 	}
 }
@@ -554,13 +568,13 @@ func TestSkuChangeMovesData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, _ = f.s.Get(ctx, r.ID()); r.Sku != "Premium_ZRS" || len(r.Zones) != 3 || r.Replication == nil {
+	if r = f.show(t, r.ID()); r.Sku != "Premium_ZRS" || len(r.Zones) != 3 || r.Replication == nil {
 		t.Fatalf("disk after the sku change: sku %s zones %v replication %+v, want ZRS pending in 3 zones", r.Sku, r.Zones, r.Replication)
 	}
 	if n, err := f.e.Replicate(ctx); n != 1 || err != nil {
 		t.Fatalf("Replicate = %d, %v", n, err)
 	}
-	if r, _ = f.s.Get(ctx, r.ID()); r.Replication != nil {
+	if r = f.show(t, r.ID()); r.Replication != nil {
 		t.Fatalf("still replicating: %+v", r.Replication)
 	}
 	s, err := f.snapshot(t, snapID("s"), d.ID().String(), true)
@@ -570,7 +584,7 @@ func TestSkuChangeMovesData(t *testing.T) {
 	if _, err := f.s.Patch(ctx, s.ID(), service.Patch{Sku: "Standard_LRS"}); err != nil {
 		t.Fatal(err)
 	}
-	if s, _ = f.s.Get(ctx, s.ID()); !slices.Equal(s.Zones, []string{"eastus-1"}) || s.Replication != nil {
+	if s = f.show(t, s.ID()); !slices.Equal(s.Zones, []string{"eastus-1"}) || s.Replication != nil {
 		t.Fatalf("snapshot narrowed to LRS: zones %v replication %+v", s.Zones, s.Replication)
 	}
 	w := service.ResourceID{Subscription: sub, Group: "west", Kind: service.KindDisk, Name: "w"}
