@@ -61,6 +61,9 @@ type DeploymentOperation struct {
 
 // PutDeployment stores a deployment record; the group must exist.
 func (s *Service) PutDeployment(ctx context.Context, d *Deployment) error {
+	if !ValidDeploymentName(d.Name) {
+		return invalidDeploymentName(d.Name)
+	}
 	return s.meta.Update(ctx, func(tx meta.Tx) error {
 		var g Group
 		if ok, err := getRecord(tx, groupKey(d.Subscription, d.Group), &g); err != nil || !ok {

@@ -46,6 +46,9 @@ func (s *Service) PutGroup(ctx context.Context, sub, name, location string, tags
 	if _, err := s.Region(location); err != nil {
 		return nil, false, err
 	}
+	if err := checkTags(tags); err != nil {
+		return nil, false, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var g Group

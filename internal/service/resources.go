@@ -232,6 +232,10 @@ func (s *Service) Put(ctx context.Context, id ResourceID, spec Spec) (*Resource,
 	if _, err := s.Subscription(id.Subscription); err != nil {
 		return nil, err
 	}
+	spec, err := CheckSpec(spec)
+	if err != nil {
+		return nil, err
+	}
 	region, err := s.Region(spec.Location)
 	if err != nil {
 		return nil, err
@@ -532,6 +536,9 @@ func (s *Service) updateLocked(ctx context.Context, r *Resource, spec Spec) (*Re
 
 // Patch updates tags, sku or size of a disk or snapshot.
 func (s *Service) Patch(ctx context.Context, id ResourceID, p Patch) (*Resource, error) {
+	if err := checkTags(p.Tags); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.Get(ctx, id)
