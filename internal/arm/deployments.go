@@ -25,6 +25,12 @@ import (
 
 const deploymentType = "Microsoft.Resources/deployments"
 
+// maxStoredJSON bounds a deployment's parameters and outputs as stored
+// and shown in every GET and list of deployments: ARM's own limit on a
+// template or a parameters file, 4 MiB. The template package's budget
+// already keeps evaluation near this; the check here bounds the record.
+const maxStoredJSON = 4 << 20
+
 func (c *call) deploymentPath() string {
 	return "/subscriptions/" + c.sub + "/resourceGroups/" + c.group + "/providers/" + deploymentType + "/" + c.name
 }
@@ -184,7 +190,7 @@ func (c *call) deploy(validateOnly bool) error {
 		ResourceGroup: g.Name, ResourceGroupLocation: g.Location, ResourceGroupID: g.ID(), DeploymentName: c.name,
 		Reference: c.reference,
 	}
-	plan, err := req.Template.Evaluate(req.Parameters, tctx)
+	plan, err := req.Template.Evaluate(ctx, req.Parameters, tctx)
 	if err != nil {
 		return templateError(err)
 	}
@@ -192,7 +198,14 @@ func (c *call) deploy(validateOnly bool) error {
 	if err != nil {
 		return err
 	}
-	params, _ := json.Marshal(plan.Parameters)
+	params, err := json.Marshal(plan.Parameters)
+	if err != nil {
+		return err
+	}
+	if len(params) > maxStoredJSON {
+		return templateError(&template.Error{Code: template.CodeInvalidTemplate,
+			Message: fmt.Sprintf("The deployment parameters are %d bytes as JSON; a deployment keeps at most %d.", len(params), maxStoredJSON)})
+	}
 	d := &service.Deployment{
 		Subscription: c.sub, Group: g.Name, Name: c.name, State: "Succeeded", Mode: "Incremental",
 		Started: c.h.svc.Now().UTC(), CorrelationID: uuid.NewString(), Parameters: params,
@@ -306,18 +319,24 @@ func (h *handler) run(ctx context.Context, d *service.Deployment, plan *template
 		d.Resources = append(d.Resources, s.id.String())
 	}
 	if d.State == "Running" {
-		outputs, err := plan.Outputs(tctx)
-		if err != nil {
-			var te *template.Error
-			if errors.As(err, &te) {
-				fail(te.Code, te.Message)
-			} else {
-				fail("DeploymentOutputEvaluationFailed", "The template outputs could not be evaluated.")
-				h.log.Error("deployment outputs failed", "deployment", d.Name, "err", err)
-			}
-		} else {
+		outputs, err := plan.Outputs(ctx, tctx)
+		var raw []byte
+		if err == nil {
+			raw, err = json.Marshal(outputs)
+		}
+		var te *template.Error
+		var sf *storeFault
+		switch {
+		case err == nil && len(raw) > maxStoredJSON:
+			fail(template.CodeInvalidTemplate, fmt.Sprintf("The template outputs are %d bytes as JSON; a deployment keeps at most %d.", len(raw), maxStoredJSON))
+		case err == nil:
 			d.State = "Succeeded"
-			d.Outputs, _ = json.Marshal(outputs)
+			d.Outputs = raw
+		case !errors.As(err, &sf) && errors.As(err, &te):
+			fail(te.Code, te.Message)
+		default:
+			fail("DeploymentOutputEvaluationFailed", "The template outputs could not be evaluated.")
+			h.log.Error("deployment outputs failed", "deployment", d.Name, "err", err)
 		}
 	}
 	d.Finished = h.svc.Now().UTC()
@@ -326,18 +345,30 @@ func (h *handler) run(ctx context.Context, d *service.Deployment, plan *template
 	}
 }
 
-// reference answers reference() in outputs: the resource as a GET shows it.
-func (c *call) reference(resourceID, _ string) (map[string]any, error) {
+// reference answers reference(): the resource as a GET shows it, to a
+// caller who may GET it. A resource the caller may not read is answered
+// exactly as one that does not exist, as ARM words it, so that a template
+// can tell neither what another subscription holds nor whether it holds
+// it. The check comes before the lookup, so only readable resources reach
+// the store.
+func (c *call) reference(ctx context.Context, resourceID, _ string) (map[string]any, error) {
 	id, err := service.ParseResourceID(resourceID)
 	if err != nil {
 		return nil, fmt.Errorf("the resource '%s' is not a disk or snapshot deltadisk serves", resourceID)
 	}
-	r, err := c.h.svc.Get(context.Background(), id)
-	if err != nil {
-		return nil, fmt.Errorf("the resource '%s' was not found", resourceID)
+	notFound := fmt.Errorf("The Resource '%s/%s' under resource group '%s' was not found", id.Kind.Type(), id.Name, id.Group)
+	if !c.caller.CanRead(id.Subscription) {
+		return nil, notFound
 	}
-	if err := c.h.svc.NoteReplication(context.Background(), r); err != nil {
-		return nil, err
+	r, err := c.h.svc.Get(ctx, id)
+	if errors.Is(err, service.ErrNotFound) {
+		return nil, notFound
+	}
+	if err != nil {
+		return nil, &storeFault{err}
+	}
+	if err := c.h.svc.NoteReplication(ctx, r); err != nil {
+		return nil, &storeFault{err}
 	}
 	raw, _ := json.Marshal(resourceOf(r, c.h.svc.Now()))
 	var m map[string]any
@@ -345,7 +376,20 @@ func (c *call) reference(resourceID, _ string) (map[string]any, error) {
 	return m, err
 }
 
+// storeFault is a failure of the stores behind reference(), not of the
+// template: the request fails as any internal error does, logged and not
+// shown (the template package would put a Reference error's text in the
+// client's message).
+type storeFault struct{ err error }
+
+func (f *storeFault) Error() string { return "reading the resource failed" }
+func (f *storeFault) Unwrap() error { return f.err }
+
 func templateError(err error) error {
+	var sf *storeFault
+	if errors.As(err, &sf) {
+		return sf.err
+	}
 	var te *template.Error
 	if !errors.As(err, &te) {
 		return err

@@ -6,10 +6,10 @@
 //
 // # Use
 //
-//	req, err := template.ParseRequest(body)              // PUT or validate body, az or SDK form
-//	plan, err := req.Template.Evaluate(req.Parameters, ctx) // nothing created yet: this is validation
-//	for _, r := range plan.Resources { ... }              // check Type/APIVersion, then create in this order
-//	outs, err := plan.Outputs(ctx)                        // after deployment; reference() may name what was created
+//	req, err := template.ParseRequest(body)                     // PUT or validate body, az or SDK form
+//	plan, err := req.Template.Evaluate(ctx, req.Parameters, dc) // nothing created yet: this is validation
+//	for _, r := range plan.Resources { ... }                    // check Type/APIVersion, then create in this order
+//	outs, err := plan.Outputs(ctx, dc)                          // after deployment; reference() may name what was created
 //
 // Every error meant for the client is an [*Error] with ARM's code
 // (InvalidTemplate, InvalidRequestContent), its wording, and the JSON path,

@@ -2,6 +2,7 @@ package template
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -35,8 +36,11 @@ type loop struct {
 // evaluator holds the state of one evaluation. It is not shared between
 // goroutines.
 type evaluator struct {
-	t     *Template
-	ctx   Context
+	t   *Template
+	ctx Context
+	// rctx is the context of the Evaluate or Outputs call, for
+	// Context.Reference; an evaluator lives only as long as that call.
+	rctx  context.Context
 	phase phase
 	loops []loop
 

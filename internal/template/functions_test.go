@@ -1,6 +1,7 @@
 package template
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -36,7 +37,7 @@ var testCtx = Context{
 	ResourceGroup:         "rg1",
 	ResourceGroupLocation: "eastus",
 	DeploymentName:        "deploy1",
-	Reference: func(id, api string) (map[string]any, error) {
+	Reference: func(_ context.Context, id, api string) (map[string]any, error) {
 		if strings.HasSuffix(id, "/missing") {
 			return nil, errors.New("resource not found")
 		}

@@ -89,7 +89,7 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			return
 		}
-		plan, err := req.Template.Evaluate(req.Parameters, testCtx)
+		plan, err := req.Template.Evaluate(t.Context(), req.Parameters, testCtx)
 		if err != nil {
 			var e *Error
 			if !errors.As(err, &e) {
@@ -97,7 +97,7 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			return
 		}
-		if _, err := plan.Outputs(testCtx); err != nil {
+		if _, err := plan.Outputs(t.Context(), testCtx); err != nil {
 			var e *Error
 			if !errors.As(err, &e) {
 				t.Fatalf("Outputs error %v is not an *Error", err)

@@ -1,6 +1,7 @@
 package template
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -35,8 +36,13 @@ type Context struct {
 	// template resource's own apiVersion, or "" for a resource outside the
 	// template. Reference may be nil, and then reference() fails. An error
 	// it returns appears in the deployment error's message, so it must be
-	// safe to show; errors.As finds it through the *Error.
-	Reference func(resourceID, apiVersion string) (map[string]any, error)
+	// safe to show; errors.As finds it through the *Error. ctx is the one
+	// given to Evaluate or Outputs.
+	//
+	// Reference is the only way a template reads a resource, so it is where
+	// the caller's access is checked: it must answer a resource the caller
+	// may not read exactly as one that does not exist.
+	Reference func(ctx context.Context, resourceID, apiVersion string) (map[string]any, error)
 }
 
 func (c Context) groupID() string {
@@ -132,12 +138,12 @@ type instance struct {
 // deployment by [Plan.Outputs].
 //
 // Errors are *Error values with ARM's codes and messages, except
-// ErrContext.
-func (t *Template) Evaluate(params map[string]any, ctx Context) (*Plan, error) {
-	if ctx.SubscriptionID == "" || ctx.ResourceGroup == "" {
+// ErrContext. ctx is passed to dc.Reference.
+func (t *Template) Evaluate(ctx context.Context, params map[string]any, dc Context) (*Plan, error) {
+	if dc.SubscriptionID == "" || dc.ResourceGroup == "" {
 		return nil, ErrContext
 	}
-	ev := &evaluator{t: t, ctx: ctx}
+	ev := &evaluator{t: t, ctx: dc, rctx: ctx}
 	if err := ev.resolveParameters(params); err != nil {
 		return nil, err
 	}
@@ -818,7 +824,7 @@ func fnReference(ev *evaluator, c *callExpr) (any, error) {
 	if ev.ctx.Reference == nil {
 		return nil, exprErrorf("The template function 'reference' cannot be evaluated here")
 	}
-	r, err := ev.ctx.Reference(id, api)
+	r, err := ev.ctx.Reference(ev.rctx, id, api)
 	if err != nil {
 		return nil, &exprError{msg: fmt.Sprintf("The template function 'reference' failed for '%s': %s", id, strings.TrimSuffix(err.Error(), ".")), err: err}
 	}
@@ -835,14 +841,14 @@ func fnReference(ev *evaluator, c *callExpr) (any, error) {
 // Outputs evaluates the template's outputs, after deployment: reference()
 // may name the deployed resources, and ctx.Reference must answer for them.
 // Outputs whose condition is false are left out; secure outputs have a nil
-// Value.
-func (p *Plan) Outputs(ctx Context) (map[string]Value, error) {
+// Value. ctx is passed to dc.Reference.
+func (p *Plan) Outputs(ctx context.Context, dc Context) (map[string]Value, error) {
 	t := p.t
 	out := map[string]Value{}
 	if t.outputs == nil {
 		return out, nil
 	}
-	ev := &evaluator{t: t, ctx: ctx, phase: phaseOutputs, params: p.params, paramState: map[string]uint8{}, vars: p.vars, varState: map[string]uint8{}, instances: p.instances}
+	ev := &evaluator{t: t, ctx: dc, rctx: ctx, phase: phaseOutputs, params: p.params, paramState: map[string]uint8{}, vars: p.vars, varState: map[string]uint8{}, instances: p.instances}
 	for k := range p.params {
 		ev.paramState[k] = stateDone
 	}

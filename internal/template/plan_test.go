@@ -1,6 +1,7 @@
 package template
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -20,7 +21,7 @@ func evaluate(t *testing.T, text string, params map[string]any) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return tpl.Evaluate(params, testCtx)
+	return tpl.Evaluate(t.Context(), params, testCtx)
 }
 
 func mustEvaluate(t *testing.T, text string, params map[string]any) *Plan {
@@ -47,7 +48,7 @@ func TestIssueExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseRequest: %v", err)
 	}
-	plan, err := req.Template.Evaluate(req.Parameters, testCtx)
+	plan, err := req.Template.Evaluate(t.Context(), req.Parameters, testCtx)
 	if err != nil {
 		t.Fatalf("Evaluate: %v", err)
 	}
@@ -77,13 +78,13 @@ func TestIssueExample(t *testing.T) {
 
 	// After deployment, outputs may reference the snapshot.
 	ctx := testCtx
-	ctx.Reference = func(id, api string) (map[string]any, error) {
+	ctx.Reference = func(_ context.Context, id, api string) (map[string]any, error) {
 		if id != want[0].ID || api != "2019-03-01" {
 			return nil, fmt.Errorf("unexpected reference(%s, %s)", id, api)
 		}
 		return map[string]any{"properties": map[string]any{"creationData": map[string]any{"sourceUniqueId": "u1"}}}, nil
 	}
-	outs, err := plan.Outputs(ctx)
+	outs, err := plan.Outputs(t.Context(), ctx)
 	if err != nil {
 		t.Fatalf("Outputs: %v", err)
 	}
@@ -161,7 +162,7 @@ func TestCopyLoops(t *testing.T) {
 	if diff := cmp.Diff(map[string]any{"sizes": []any{int64(10), int64(20)}}, p.Resources[0].Properties); diff != "" {
 		t.Errorf("src properties mismatch (-want +got):\n%s", diff)
 	}
-	outs, err := p.Outputs(testCtx)
+	outs, err := p.Outputs(t.Context(), testCtx)
 	if err != nil {
 		t.Fatalf("Outputs: %v", err)
 	}
@@ -184,7 +185,7 @@ func TestConditionAndZeroCount(t *testing.T) {
 	if len(p.Resources[0].DependsOn) != 0 {
 		t.Errorf("DependsOn = %v, want none", p.Resources[0].DependsOn)
 	}
-	outs, err := p.Outputs(testCtx)
+	outs, err := p.Outputs(t.Context(), testCtx)
 	if err != nil || len(outs) != 0 {
 		t.Errorf("Outputs = %v, %v, want none", outs, err)
 	}
@@ -208,7 +209,7 @@ func TestParametersAndSecrets(t *testing.T) {
 	if diff := cmp.Diff(want, p.Parameters); diff != "" {
 		t.Errorf("Parameters mismatch (-want +got):\n%s", diff)
 	}
-	outs, err := p.Outputs(testCtx)
+	outs, err := p.Outputs(t.Context(), testCtx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +244,7 @@ func TestEvaluateNeedsContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tpl.Evaluate(nil, Context{}); !errors.Is(err, ErrContext) {
+	if _, err := tpl.Evaluate(t.Context(), nil, Context{}); !errors.Is(err, ErrContext) {
 		t.Errorf("Evaluate(empty Context) error = %v, want ErrContext", err)
 	}
 }
@@ -585,8 +586,8 @@ func TestOutputErrors(t *testing.T) {
 			p := mustEvaluate(t, doc(`"resources": [`+res("d", "")+`], "outputs": `+tc.outputs), nil)
 			ctx := testCtx
 			cause := errors.New("not deployed")
-			ctx.Reference = func(string, string) (map[string]any, error) { return nil, cause }
-			_, err := p.Outputs(ctx)
+			ctx.Reference = func(context.Context, string, string) (map[string]any, error) { return nil, cause }
+			_, err := p.Outputs(t.Context(), ctx)
 			var e *Error
 			if !errors.As(err, &e) || !strings.Contains(e.Message, tc.wantSub) {
 				t.Fatalf("Outputs error = %v, want it to contain %q", err, tc.wantSub)

@@ -111,7 +111,7 @@ func TestParseRequestErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			req, err := ParseRequest([]byte(tc.body))
 			if err == nil { // errors found by evaluation are placed the same way
-				_, err = req.Template.Evaluate(req.Parameters, testCtx)
+				_, err = req.Template.Evaluate(t.Context(), req.Parameters, testCtx)
 			}
 			var e *Error
 			if !errors.As(err, &e) {
