@@ -22,7 +22,7 @@ const (
 	zonesDirName        = "zones"            // a directory of pack files per zone, named as the zone
 	nbdSocketName       = "nbd.sock"         // NBD exports of attached disks
 	stateFileName       = "identity.json"    // tenant, subscription, principal, signing key (0600)
-	credentialsFileName = "credentials.json" // for clients, rewritten at every start (0600)
+	credentialsFileName = "credentials.json" // for clients, rewritten at start when it changed (0600)
 	tlsDirName          = "tls"              // CA and server certificate (keys 0600)
 
 	// dataDirFormat is the data dir layout this binary reads and writes.
@@ -181,12 +181,19 @@ type credentials struct {
 	Location           string `json:"location"`
 }
 
+// writeCredentials makes path hold c. A file that already holds it is left
+// alone (its mode made 0600 again, which takes no space): rewriting it at
+// every start would keep a server on a full filesystem from starting at all.
 func writeCredentials(path string, c credentials) error {
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'), 0o600)
+	b = append(b, '\n')
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return restrictMode(path)
+	}
+	return writeFileAtomic(path, b, 0o600)
 }
 
 // restrictMode makes a secret file 0600 again if someone loosened it.
