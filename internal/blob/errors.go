@@ -110,6 +110,11 @@ func (e *streamError) Error() string { return "streaming the answer: " + e.err.E
 
 func (e *streamError) Unwrap() error { return e.err }
 
+// zoneRetryAfter is the Retry-After, in seconds, of a write refused because
+// a zone store is unavailable: a zone comes back in seconds (a remount, a
+// restarted server) or not soon, so clients should not hammer it.
+const zoneRetryAfter = "5"
+
 // writeError answers err in the blob service's XML: the one place where
 // refusals and failures become HTTP. Domain errors map by kind; anything
 // unexpected is a 500 whose detail is logged with the request id and
@@ -133,11 +138,23 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		ae = fromService(se)
 	case errors.Is(err, engine.ErrNotFound):
 		ae = blobNotFound("Its data no longer exists.")
+	case engine.NoSpace(err):
+		// Not 503: clients retry that without end, and a full store stays
+		// full until someone frees space. The error names the store and
+		// its path; the client is told only what happened.
+		h.log.Error("blob: storage full", "request_id", id, "op", op, "err", err)
+		ae = errorf(http.StatusInsufficientStorage, "InsufficientStorage",
+			"The server has no space left in its storage to take this write; nothing was written. Retry once space has been freed.")
+	case engine.NotWritable(err):
+		h.log.Error("blob: storage not writable", "request_id", id, "op", op, "err", err)
+		ae = errorf(http.StatusInsufficientStorage, "StorageNotWritable",
+			"The server cannot write to its storage (permission denied or a read-only filesystem); nothing was written. Retry once an operator has fixed it.")
 	case errors.Is(err, engine.ErrZoneUnavailable) && r.Context().Err() == nil:
 		// Azure's answer when storage cannot take a request for now; the
-		// SDKs retry it.
+		// SDKs retry it, after Retry-After.
 		h.log.Error("blob: a zone store refused a write", "request_id", id, "op", op, "err", err)
-		ae = errorf(http.StatusServiceUnavailable, "ServerBusy", "The server is currently unable to receive requests: a zone of this disk's storage is unavailable. Please retry your request.")
+		ae = errorf(http.StatusServiceUnavailable, "ServerBusy", "The server is currently unable to receive requests: a zone of this disk's storage is unavailable. Please retry your request.").
+			withHeader("Retry-After", zoneRetryAfter)
 	default:
 		if r.Context().Err() == nil || !errors.Is(err, context.Canceled) {
 			h.log.Error("blob: request failed", "request_id", id, "op", op, "err", err)

@@ -183,9 +183,10 @@ func TestWriteUnattached(t *testing.T) {
 	}
 }
 
-// TestPutPageZoneUnavailable: a write that a zone store refuses (full, or
-// read-only) is answered 503 ServerBusy, which clients retry, and leaves
-// the disk as it was.
+// TestPutPageZoneUnavailable: a write that a zone store fails for a reason
+// that can pass (its directory lost, a remount under way) is answered 503
+// ServerBusy with Retry-After, which clients retry, and leaves the disk as
+// it was. A full or unwritable store is not this (TestPutPageNoSpace).
 func TestPutPageZoneUnavailable(t *testing.T) {
 	f := newFixture(t)
 	d := f.smallDisk(t, "d")
@@ -194,8 +195,12 @@ func TestPutPageZoneUnavailable(t *testing.T) {
 	if r := f.do(t, putPage(sas, "update", "bytes=0-4095", old, nil)); r.status != http.StatusCreated {
 		t.Fatalf("Put Page = %d %s", r.status, r.body)
 	}
-	f.faulty.Inject(chunkstest.Fault{Op: chunkstest.OpPut, Times: 1, Err: syscall.ENOSPC})
-	wantError(t, f.do(t, putPage(sas, "update", "bytes=0-4095", pattern(4096, 4), nil)), http.StatusServiceUnavailable, "ServerBusy")
+	f.faulty.Inject(chunkstest.Fault{Op: chunkstest.OpPut, Times: 1, Err: syscall.ENOTDIR})
+	r := f.do(t, putPage(sas, "update", "bytes=0-4095", pattern(4096, 4), nil))
+	wantError(t, r, http.StatusServiceUnavailable, "ServerBusy")
+	if r.header.Get("Retry-After") == "" {
+		t.Errorf("503 ServerBusy without Retry-After: %v", r.header)
+	}
 	if f.faulty.Fired() != 1 {
 		t.Fatal("the fault never fired")
 	}

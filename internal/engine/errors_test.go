@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"strings"
 	"syscall"
 	"testing"
@@ -245,5 +246,43 @@ func TestMissingPack(t *testing.T) {
 	}
 	if err := env.e.ReadAt(ctx, vol, make([]byte, 512), 0); !errors.Is(err, chunks.ErrNotFound) {
 		t.Errorf("ReadAt of a chunk whose pack is gone = %v, want ErrNotFound", err)
+	}
+}
+
+// TestZoneWriteFaults: a zone store that is full or refuses writes fails
+// the write with its cause, not as ErrZoneUnavailable (which tells clients
+// to retry); any other failure is ErrZoneUnavailable. Every error names
+// the zone.
+func TestZoneWriteFaults(t *testing.T) {
+	tests := []struct {
+		name                          string
+		err                           error
+		noSpace, notWritable, unavail bool
+	}{
+		{"full", &fs.PathError{Op: "write", Path: "/zones/z1/p", Err: syscall.ENOSPC}, true, false, false},
+		{"quota", syscall.EDQUOT, true, false, false},
+		{"permission", &fs.PathError{Op: "open", Path: "/zones/z1/p", Err: syscall.EACCES}, false, true, false},
+		{"read-only", syscall.EROFS, false, true, false},
+		{"lost", syscall.ENOTDIR, false, false, true},
+		{"io", syscall.EIO, false, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			faulty := chunkstest.Faulty(chunkstest.NewMem(), chunkstest.Fault{Op: chunkstest.OpPut, Times: 1, Err: tc.err})
+			env := newEnvOn(t, t.TempDir(), faulty)
+			vol := must[engine.ID](t)(env.e.CreateVolume(ctx, 1<<20))
+			err := env.e.WriteAt(ctx, vol, bytes.Repeat([]byte{7}, engine.BlockSize), 0)
+			if err == nil {
+				t.Fatal("WriteAt on a failing zone succeeded")
+			}
+			if engine.NoSpace(err) != tc.noSpace || engine.NotWritable(err) != tc.notWritable || errors.Is(err, engine.ErrZoneUnavailable) != tc.unavail {
+				t.Errorf("WriteAt = %v: NoSpace %t, NotWritable %t, ErrZoneUnavailable %t; want %t, %t, %t", err,
+					engine.NoSpace(err), engine.NotWritable(err), errors.Is(err, engine.ErrZoneUnavailable), tc.noSpace, tc.notWritable, tc.unavail)
+			}
+			if !strings.Contains(err.Error(), "zone z1") {
+				t.Errorf("WriteAt = %v, want the zone named", err)
+			}
+		})
 	}
 }

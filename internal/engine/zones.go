@@ -28,7 +28,9 @@ var (
 	// ErrNoZone: a placement names a zone the engine was not given.
 	ErrNoZone = errors.New("engine: unknown zone")
 	// ErrZoneUnavailable: a zone of the placement did not take a write
-	// (its store failed, is full or read-only); nothing was committed.
+	// (its store failed); nothing was committed. A store that is full or
+	// refuses writes is reported by its cause instead (see [NoSpace] and
+	// [NotWritable]).
 	ErrZoneUnavailable = errors.New("engine: zone store unavailable")
 )
 
@@ -273,7 +275,7 @@ func (e *Engine) putZones(ctx context.Context, want map[zoneID][]chunks.Chunk) (
 			defer mu.Unlock()
 			if err != nil {
 				if firstErr == nil {
-					firstErr = fmt.Errorf("%w: zone %s: %w", ErrZoneUnavailable, e.zones.name(z), err)
+					firstErr = zoneWriteError(e.zones.name(z), err)
 				}
 				return
 			}
