@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/deltadisk/deltadisk/internal/engine"
 	"github.com/deltadisk/deltadisk/internal/identity"
 	"github.com/deltadisk/deltadisk/internal/service"
 )
@@ -53,6 +54,17 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.As(err, &se):
 		status = statusOf(se.Kind)
 		detail = errorDetail{Code: se.Code, Message: se.Message, Target: se.Target}
+	case engine.NoSpace(err):
+		// 507, not a 500 or 503 that clients retry: a full store stays
+		// full until someone frees space. The log names the store and its
+		// path (bbolt's and the zone stores' errors carry both).
+		status = http.StatusInsufficientStorage
+		detail = errorDetail{Code: "InsufficientStorage", Message: "The server has no space left in its storage to complete the operation. Retry once space has been freed."}
+		h.log.Error("storage full", "request_id", w.Header().Get("x-ms-request-id"), "op", r.Method+" "+r.URL.Path, "err", err)
+	case engine.NotWritable(err):
+		status = http.StatusInsufficientStorage
+		detail = errorDetail{Code: "StorageNotWritable", Message: "The server cannot write to its storage (permission denied or a read-only filesystem). Retry once an operator has fixed it."}
+		h.log.Error("storage not writable", "request_id", w.Header().Get("x-ms-request-id"), "op", r.Method+" "+r.URL.Path, "err", err)
 	default:
 		status = http.StatusInternalServerError
 		id := w.Header().Get("x-ms-request-id")
