@@ -107,7 +107,7 @@ func newFixture(t *testing.T) *fixture {
 	icfg := identity.DefaultConfig()
 	icfg.TenantID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 	icfg.SigningKey = bytes.Repeat([]byte("k"), 32)
-	icfg.Principals = []identity.Principal{{ClientID: "client", ClientSecret: "secret"}}
+	icfg.Principals = []identity.Principal{{ClientID: "client", ClientSecret: "secret-0123456789abcdef"}}
 	icfg.Now = f.clock.Now
 	if f.id, err = identity.New(icfg); err != nil {
 		t.Fatal(err)

@@ -361,7 +361,7 @@ func TestServe(t *testing.T) {
 	cfgPath := filepath.Join(t.TempDir(), "config.json")
 	cfg := fmt.Sprintf(`{
 		"subscriptions": [{"subscriptionId": "44444444-4444-4444-4444-444444444444", "displayName": "second"}],
-		"principals": [{"clientId": "reader", "clientSecret": "reader-secret",
+		"principals": [{"clientId": "reader", "clientSecret": "reader-secret-0123456789",
 			"roles": [{"role": "Reader", "scope": "/subscriptions/%s"}]}],
 		"regions": [{"name": "deltalab", "zones": 1}],
 		"policy": {"snapshotRateWindow": "2s", "maxIncrementalPerDisk": 3}
@@ -384,7 +384,7 @@ func TestServe(t *testing.T) {
 		t.Error("the CA changed across a restart")
 	}
 	waitHealthy(t, c, base2)
-	if got := token(t, c, creds2["authority"], "reader", "reader-secret"); got != 200 {
+	if got := token(t, c, creds2["authority"], "reader", "reader-secret-0123456789"); got != 200 {
 		t.Errorf("token for the config's principal: status %d, want 200", got)
 	}
 	if got := token(t, c, creds2["authority"], creds["clientId"], creds["clientSecret"]); got != 200 {

@@ -28,7 +28,7 @@ const (
 	tenant   = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 	sub      = "3f2a1b9c-0000-4000-8000-00000000000a"
 	clientID = "aaaaaaaa-1111-4111-8111-111111111111"
-	secret   = "s3cret+/="
+	secret   = "s3cret+/=0123456789"
 )
 
 // server is deltadisk's token service and one protected ARM route on a TLS

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -60,7 +61,8 @@ type Assignment struct {
 type Principal struct {
 	// ClientID is the application (client) id, az's --username. It is
 	// matched case-insensitively, as Entra ID matches application ids.
-	ClientID     string       `json:"clientId"`
+	ClientID string `json:"clientId"`
+	// ClientSecret has at least [MinSecretLength] characters.
 	ClientSecret string       `json:"clientSecret"`
 	Roles        []Assignment `json:"roles"`
 }
@@ -109,6 +111,11 @@ const (
 	adfsPath = "/adfs"
 )
 
+// MinSecretLength is the fewest characters a client secret may have. The
+// token endpoint slows guessing down (see throttle.go) but cannot make a
+// short secret safe.
+const MinSecretLength = 16
+
 // DefaultConfig returns the defaults for a local server. The caller still
 // has to set TenantID, Principals and SigningKey.
 func DefaultConfig() Config {
@@ -155,6 +162,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("identity: principal %q is listed twice", p.ClientID)
 		case p.ClientSecret == "":
 			return fmt.Errorf("identity: principal %q has no client secret", p.ClientID)
+		case utf8.RuneCountInString(p.ClientSecret) < MinSecretLength:
+			return fmt.Errorf("identity: principal %q: client secret has %d characters, want at least %d", p.ClientID, utf8.RuneCountInString(p.ClientSecret), MinSecretLength)
 		}
 		seen[id] = true
 		for _, a := range p.Roles {
@@ -180,6 +189,7 @@ type Identity struct {
 	dummySecret [sha256.Size]byte
 	metadata    []byte // the OpenID configuration under Authority
 	handler     http.Handler
+	throttle    *throttle // failed token requests per (client id, address)
 	log         *slog.Logger
 }
 
@@ -213,6 +223,7 @@ func New(cfg Config) (*Identity, error) {
 		tokenKey:  deriveKey(cfg.SigningKey, "deltadisk identity token v1"),
 		sasKey:    deriveKey(cfg.SigningKey, "deltadisk identity sas v1"),
 		principal: make(map[string]*principal, len(cfg.Principals)),
+		throttle:  newThrottle(throttleMaxPairs),
 		log:       cfg.Logger,
 	}
 	i.dummySecret = sha256.Sum256(deriveKey(cfg.SigningKey, "deltadisk identity dummy secret"))

@@ -19,7 +19,7 @@ const (
 	ownerID       = "aaaaaaaa-1111-4111-8111-111111111111"
 	ownerSecret   = "owner secret+plus:colon%41"
 	readerID      = "bbbbbbbb-2222-4222-8222-222222222222"
-	readerSecret  = "reader-secret"
+	readerSecret  = "reader-secret-0123456789"
 )
 
 // testNow is the fixed time the test identities run at.
@@ -82,10 +82,13 @@ func TestValidate(t *testing.T) {
 		{"long lifetime", func(c *Config) { c.TokenLifetime = 25 * time.Hour }, "lifetime"},
 		{"no principals", func(c *Config) { c.Principals = nil }, "no principals"},
 		{"duplicate client", func(c *Config) {
-			c.Principals = append(c.Principals, Principal{ClientID: strings.ToUpper(ownerID), ClientSecret: "x"})
+			c.Principals = append(c.Principals, Principal{ClientID: strings.ToUpper(ownerID), ClientSecret: "another secret, 16+ characters"})
 		}, "twice"},
 		{"empty client id", func(c *Config) { c.Principals[0].ClientID = "" }, "client id"},
 		{"empty secret", func(c *Config) { c.Principals[0].ClientSecret = "" }, "secret"},
+		{"15-character secret", func(c *Config) { c.Principals[1].ClientSecret = "123456789012345" }, "client secret has 15 characters, want at least 16"},
+		{"15 characters in 30 bytes", func(c *Config) { c.Principals[1].ClientSecret = "ééééééééééééééé" }, "client secret has 15 characters"},
+		{"16-character secret", func(c *Config) { c.Principals[1].ClientSecret = "1234567890123456" }, ""},
 		{"unknown role", func(c *Config) { c.Principals[0].Roles[0].Role = "Admin" }, "role"},
 		{"scope not a subscription", func(c *Config) { c.Principals[0].Roles[0].Scope = "/subscriptions/x" }, "scope"},
 		{"scope with group", func(c *Config) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -115,7 +116,8 @@ type oauthError struct {
 	status      int
 	code        string
 	description string
-	logReason   string // for the log only: why, beyond what the client is told
+	logReason   string        // for the log only: why, beyond what the client is told
+	retryAfter  time.Duration // for a 429: how long the client must wait
 }
 
 func (i *Identity) serveToken(w http.ResponseWriter, r *http.Request) {
@@ -126,10 +128,13 @@ func (i *Identity) serveToken(w http.ResponseWriter, r *http.Request) {
 			slog.String("code", oerr.code),
 			slog.String("err", oerr.logReason),
 			slog.String("remote", r.RemoteAddr))
-		if oerr.status == http.StatusUnauthorized {
+		switch oerr.status {
+		case http.StatusUnauthorized:
 			if _, _, basic := r.BasicAuth(); basic {
 				w.Header().Set("WWW-Authenticate", `Basic realm="deltadisk"`)
 			}
+		case http.StatusTooManyRequests:
+			w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(oerr.retryAfter), 10))
 		}
 		writeOAuthError(w, oerr.status, oerr.code, oerr.description)
 		return
@@ -189,23 +194,31 @@ func (i *Identity) token(w http.ResponseWriter, r *http.Request) (clientID, toke
 	case "":
 		return clientID, "", exp, invalidRequest("The request must have a grant_type.", "")
 	default:
-		return clientID, "", exp, &oauthError{http.StatusBadRequest, "unsupported_grant_type",
-			fmt.Sprintf("The grant type %q is not supported: deltadisk supports client_credentials only.", truncate(gt, 40)), ""}
+		return clientID, "", exp, &oauthError{status: http.StatusBadRequest, code: "unsupported_grant_type",
+			description: fmt.Sprintf("The grant type %q is not supported: deltadisk supports client_credentials only.", truncate(gt, 40))}
 	}
 	if clientID == "" || !hasSecret {
-		return clientID, "", exp, &oauthError{http.StatusUnauthorized, "invalid_client",
-			"The request must have client_id and client_secret.", "no client credentials"}
+		return clientID, "", exp, &oauthError{status: http.StatusUnauthorized, code: "invalid_client",
+			description: "The request must have client_id and client_secret.", logReason: "no client credentials"}
+	}
+	pair := newPairKey(clientID, r.RemoteAddr)
+	if wait := i.throttle.wait(pair, i.cfg.Now()); wait > 0 {
+		return clientID, "", exp, throttled(wait)
 	}
 	p, err := i.checkClient(clientID, secret)
 	if err != nil {
+		if wait := i.throttle.fail(pair, i.cfg.Now()); wait > 0 {
+			err.logReason += fmt.Sprintf("; its next attempt from this address waits %v", wait)
+		}
 		return clientID, "", exp, err
 	}
+	i.throttle.succeed(pair)
 	if err := i.checkResource(form); err != nil {
 		return clientID, "", exp, err
 	}
 	token, exp, sErr := i.issue(p)
 	if sErr != nil {
-		return clientID, "", exp, &oauthError{http.StatusInternalServerError, "server_error", "", sErr.Error()}
+		return clientID, "", exp, &oauthError{status: http.StatusInternalServerError, code: "server_error", logReason: sErr.Error()}
 	}
 	return p.clientID, token, exp, nil
 }
@@ -224,8 +237,8 @@ func (i *Identity) checkClient(clientID, secret string) (*principal, *oauthError
 		if p == nil {
 			reason = "unknown client"
 		}
-		return nil, &oauthError{http.StatusUnauthorized, "invalid_client",
-			"Invalid client credentials: the client id is unknown or the client secret is wrong.", reason}
+		return nil, &oauthError{status: http.StatusUnauthorized, code: "invalid_client",
+			description: "Invalid client credentials: the client id is unknown or the client secret is wrong.", logReason: reason}
 	}
 	return p, nil
 }
@@ -259,13 +272,28 @@ func (i *Identity) checkResource(form url.Values) *oauthError {
 	return nil
 }
 
+// throttled is the answer to an attempt of a (client id, address) pair
+// that has failed too often (see throttle.go), in Entra ID's words for
+// throttling.
+func throttled(wait time.Duration) *oauthError {
+	return &oauthError{status: http.StatusTooManyRequests, code: "temporarily_unavailable",
+		description: fmt.Sprintf("Too many failed sign-ins for this client from this address. Retry after %d seconds.", retryAfterSeconds(wait)),
+		logReason:   "repeated failures from this address", retryAfter: wait}
+}
+
+// retryAfterSeconds is d in whole seconds, rounded up: a client that waits
+// exactly that long is let in.
+func retryAfterSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
 func invalidScope(got, audience string) *oauthError {
-	return &oauthError{http.StatusBadRequest, "invalid_scope",
-		fmt.Sprintf("The scope %q is not offered: ask for %s/.default.", truncate(got, 200), trimAudience(audience)), ""}
+	return &oauthError{status: http.StatusBadRequest, code: "invalid_scope",
+		description: fmt.Sprintf("The scope %q is not offered: ask for %s/.default.", truncate(got, 200), trimAudience(audience))}
 }
 
 func invalidRequest(description, reason string) *oauthError {
-	return &oauthError{http.StatusBadRequest, "invalid_request", description, reason}
+	return &oauthError{status: http.StatusBadRequest, code: "invalid_request", description: description, logReason: reason}
 }
 
 // claims are an access token's claims, named as Entra ID v1 tokens name
