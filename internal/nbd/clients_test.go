@@ -60,6 +60,12 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // requests returns the logged requests of export, one "op flags off len"
 // per line, and forgets them.
 func (b *logBuffer) requests(export string) []string {
@@ -195,14 +201,12 @@ func TestNbdinfo(t *testing.T) {
 			}
 		})
 	}
+	// Listing is refused: export names are the only secret. nbdinfo
+	// fails, and says nothing of the exports.
 	t.Run("list", func(t *testing.T) {
-		var got output
-		out := runTool(t, nbdinfo, "--list", "--json", "nbd://"+s.tcpAddr)
-		if err := json.Unmarshal([]byte(out), &got); err != nil {
-			t.Fatalf("nbdinfo --list --json output %q: %v", out, err)
-		}
-		if diff := cmp.Diff(output{Protocol: "newstyle-fixed", Exports: []info{disk, ro}}, got); diff != "" {
-			t.Errorf("nbdinfo --list (-want +got):\n%s", diff)
+		out, err := runToolErr(t, nbdinfo, "--list", "--json", "nbd://"+s.tcpAddr)
+		if err == nil || strings.Contains(out, `"disk"`) || strings.Contains(out, `"ro"`) {
+			t.Errorf("nbdinfo --list = %v:\n%s\nwant it refused, naming no export", err, out)
 		}
 	})
 }

@@ -201,21 +201,9 @@ func (c *conn) handshake() (*export, error) {
 			return nil, errAbort
 
 		case optList:
-			if n != 0 {
-				if err := c.optReply(opt, repErrInvalid, []byte("NBD_OPT_LIST takes no data")); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			for _, name := range c.s.names() {
-				b := make([]byte, 4+len(name))
-				be.PutUint32(b, uint32(len(name)))
-				copy(b[4:], name)
-				if err := c.optReply(opt, repServer, b); err != nil {
-					return nil, err
-				}
-			}
-			if err := c.optReply(opt, repAck, nil); err != nil {
+			// NBD has no authentication: an export's name is the only
+			// secret that keeps a client from a disk, so it is never listed.
+			if err := c.optReply(opt, repErrPolicy, []byte("export listing is disabled")); err != nil {
 				return nil, err
 			}
 
@@ -234,6 +222,8 @@ func (c *conn) handshake() (*export, error) {
 				e = c.s.lookup(name)
 			}
 			if e == nil {
+				// The same answer for a name never exported and one removed,
+				// so a client learns nothing from a wrong guess.
 				if err := c.optReply(opt, repErrUnknown, []byte("no such export")); err != nil {
 					return nil, err
 				}
@@ -247,7 +237,7 @@ func (c *conn) handshake() (*export, error) {
 			}
 
 		case optStartTLS, optStructuredReply, optListMetaContext, optSetMetaContext, optExtendedHeaders:
-			// No TLS (attach listens on loopback or a unix socket), and simple
+			// No TLS (see Security in the package doc), and simple
 			// replies only, which rules out metadata contexts.
 			if err := c.optReply(opt, repErrUnsup, nil); err != nil {
 				return nil, err
@@ -501,8 +491,12 @@ func (c *conn) execute(ctx context.Context, r request, payload []byte, flushWait
 		return errShutdown, nil
 	}
 	errno = errIO
-	if errors.Is(err, ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) {
+	switch {
+	case errors.Is(err, ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG):
 		errno = errNoSpc
+	case errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EROFS):
+		// The store behind the device may not write: not a media error.
+		errno = errPerm
 	}
 	c.log.Warn("nbd: device error", "op", cmdName(r.typ), "off", r.off, "len", r.length, "errno", errno, "err", err)
 	return errno, nil

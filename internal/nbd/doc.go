@@ -8,12 +8,22 @@
 //
 // The handshake is fixed newstyle with NBD_FLAG_NO_ZEROES. Options:
 // NBD_OPT_EXPORT_NAME, NBD_OPT_GO and NBD_OPT_INFO (NBD_INFO_EXPORT and
-// NBD_INFO_BLOCK_SIZE always, NBD_INFO_NAME on request), NBD_OPT_LIST and
-// NBD_OPT_ABORT. Everything else, TLS, structured replies, metadata contexts
-// and extended headers included, gets NBD_REP_ERR_UNSUP, so every reply in
-// transmission is a simple reply. An unknown export gets
-// NBD_REP_ERR_UNKNOWN (or, after NBD_OPT_EXPORT_NAME, which cannot carry an
-// error, a hard disconnect).
+// NBD_INFO_BLOCK_SIZE always, NBD_INFO_NAME on request) and NBD_OPT_ABORT.
+// NBD_OPT_LIST gets NBD_REP_ERR_POLICY. Everything else, TLS, structured
+// replies, metadata contexts and extended headers included, gets
+// NBD_REP_ERR_UNSUP, so every reply in transmission is a simple reply. An
+// unknown export, never exported or removed alike, gets NBD_REP_ERR_UNKNOWN
+// (or, after NBD_OPT_EXPORT_NAME, which cannot carry an error, a hard
+// disconnect).
+//
+// # Security
+//
+// There is no authentication and no TLS: whoever can connect and names an
+// export reads and writes it. The names are therefore the secret. Exports
+// are never listed, a wrong name tells nothing, and callers that serve
+// beyond one machine must choose names nobody can guess (deltadisk's
+// attach uses 128 random bits). [Server.Serve] logs a warning when it
+// listens on a TCP address other than loopback.
 //
 // Commands: READ, WRITE, FLUSH, TRIM, WRITE_ZEROES (NO_HOLE and FAST_ZERO
 // accepted) and DISC; FUA is accepted on all of them. CACHE, BLOCK_STATUS
@@ -54,6 +64,7 @@
 // the payload of such a write is read and discarded, never buffered. Reads
 // out of range, and trims, get EINVAL; writes out of range ENOSPC; writes to
 // a read-only export EPERM. A Device error becomes ENOSPC when it wraps
-// [ErrNoSpace] (or ENOSPC, EDQUOT, EFBIG), ESHUTDOWN while the server stops,
+// [ErrNoSpace] (or ENOSPC, EDQUOT, EFBIG), EPERM when it wraps EACCES, EPERM
+// or EROFS (a store that may not write), ESHUTDOWN while the server stops,
 // and EIO otherwise; its text is logged, never sent.
 package nbd

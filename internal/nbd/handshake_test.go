@@ -1,9 +1,12 @@
 package nbd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -141,55 +144,63 @@ func TestHandshakeInfoThenGo(t *testing.T) {
 	if info.size != testSize || info.maxBS != 1<<20 {
 		t.Errorf("NBD_OPT_INFO = size %d max block %d, want %d and %d (MaxRequest)", info.size, info.maxBS, testSize, 1<<20)
 	}
-	// Still haggling: another option works.
+	// Still haggling: another option is answered.
 	c.option(optList, nil)
-	if r := c.readOptReply(); r.typ != repServer {
-		t.Fatalf("NBD_OPT_LIST after INFO: reply %#x, want SERVER", r.typ)
-	}
-	if r := c.readOptReply(); r.typ != repAck {
-		t.Fatalf("NBD_OPT_LIST after INFO: reply %#x, want ACK", r.typ)
+	if r := c.readOptReply(); r.typ != repErrPolicy {
+		t.Fatalf("NBD_OPT_LIST after INFO: reply %#x, want ERR_POLICY", r.typ)
 	}
 	c.goExport("disk")
 	c.mustDo(cmdWrite, 0, 0, 512, pattern(1, 512))
 	c.disconnect()
 }
 
-func TestHandshakeList(t *testing.T) {
+// TestHandshakeListRefused: NBD_OPT_LIST is refused with ERR_POLICY, with
+// or without data, and the reply carries no export's name (names are the
+// only secret NBD has); haggling goes on and a client that knows a name
+// still reaches it.
+func TestHandshakeListRefused(t *testing.T) {
 	s := startServer(t, Config{})
-	for _, name := range []string{"zeta", "alpha", "mid"} {
+	names := []string{"zeta", "alpha", "mid"}
+	for _, name := range names {
 		s.export(t, name, newMemDevice(t, 4096), false)
 	}
 	c := dial(t, "tcp", s.addr, clientFixedNewstyle|clientNoZeroes)
-	c.option(optList, nil)
-	var names []string
-	for {
+	for _, data := range [][]byte{nil, []byte("x")} {
+		c.option(optList, data)
 		r := c.readOptReply()
-		if r.opt != optList {
-			t.Fatalf("reply for option %d", r.opt)
+		if r.opt != optList || r.typ != repErrPolicy {
+			t.Fatalf("NBD_OPT_LIST (data %q): reply to option %d type %#x, want ERR_POLICY", data, r.opt, r.typ)
 		}
-		if r.typ == repAck {
-			break
+		for _, name := range names {
+			if bytes.Contains(r.data, []byte(name)) {
+				t.Errorf("NBD_OPT_LIST refusal %q names export %q", r.data, name)
+			}
 		}
-		if r.typ != repServer {
-			t.Fatalf("reply type %#x, want SERVER or ACK", r.typ)
-		}
-		n := be.Uint32(r.data)
-		if int(n) != len(r.data)-4 {
-			t.Fatalf("NBD_REP_SERVER name length %d in %d bytes", n, len(r.data))
-		}
-		names = append(names, string(r.data[4:]))
-	}
-	if diff := cmp.Diff([]string{"alpha", "mid", "zeta"}, names); diff != "" {
-		t.Errorf("NBD_OPT_LIST names (-want +got):\n%s", diff)
-	}
-
-	// With data it is invalid, and haggling goes on.
-	c.option(optList, []byte("x"))
-	if r := c.readOptReply(); r.typ != repErrInvalid {
-		t.Errorf("NBD_OPT_LIST with data: reply %#x, want ERR_INVALID", r.typ)
 	}
 	c.goExport("mid")
 	c.disconnect()
+}
+
+// TestHandshakeUnknownLikeRemoved: a name never exported and a name that
+// was exported and removed get the very same answer, to NBD_OPT_INFO and
+// NBD_OPT_GO alike, so a client learns nothing from a wrong guess.
+func TestHandshakeUnknownLikeRemoved(t *testing.T) {
+	s := startServer(t, Config{})
+	remove := s.export(t, "gone", newMemDevice(t, 4096), false)
+	remove()
+	for _, opt := range []uint32{optInfo, optGo} {
+		var replies []optReply
+		for _, name := range []string{"gone", "never"} {
+			c := dial(t, "tcp", s.addr, clientFixedNewstyle|clientNoZeroes)
+			c.option(opt, encodeInfoRequest(name, infoName))
+			replies = append(replies, c.readOptReply())
+			c.nc.Close()
+		}
+		if replies[0].typ != repErrUnknown || !bytes.Equal(replies[0].data, replies[1].data) || replies[0].typ != replies[1].typ {
+			t.Errorf("option %d: removed export answered %#x %q, unknown one %#x %q; want the same ERR_UNKNOWN",
+				opt, replies[0].typ, replies[0].data, replies[1].typ, replies[1].data)
+		}
+	}
 }
 
 func TestHandshakeAbort(t *testing.T) {
@@ -352,6 +363,54 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.cfg.Validate(); (err == nil) != tc.ok {
 				t.Errorf("Validate(%+v) = %v, want ok %v", tc.cfg, err, tc.ok)
+			}
+		})
+	}
+}
+
+// addrListener listens on loopback but says it listens on addr, to show
+// Serve an address a test may not bind.
+type addrListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l addrListener) Addr() net.Addr { return l.addr }
+
+// TestServeWarnsBeyondLoopback: serving on a TCP address other machines
+// may reach logs that NBD has no authentication and that export names are
+// the only secret; loopback and unix sockets log nothing of the kind.
+func TestServeWarnsBeyondLoopback(t *testing.T) {
+	tests := []struct {
+		name string
+		addr net.Addr
+		warn bool
+	}{
+		{"any", &net.TCPAddr{IP: net.IPv4zero, Port: 10809}, true},
+		{"any6", &net.TCPAddr{IP: net.IPv6unspecified, Port: 10809}, true},
+		{"lan", &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 10809}, true},
+		{"loopback", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 10809}, false},
+		{"loopback6", &net.TCPAddr{IP: net.IPv6loopback, Port: 10809}, false},
+		{"unix", &net.UnixAddr{Name: "/run/deltadisk/nbd.sock", Net: "unix"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs logBuffer
+			s := NewServer(Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if _, err := s.Export("disk", newMemDevice(t, 4096), false); err != nil {
+				t.Fatal(err)
+			}
+			serve(t, s, addrListener{ln, tc.addr})
+			// A served connection shows Serve is past its start.
+			connect(t, ln.Addr().String(), "disk").disconnect()
+			l := logs.String()
+			warned := strings.Contains(l, "level=WARN") && strings.Contains(l, "without authentication") && strings.Contains(l, "export names are the only secret")
+			if warned != tc.warn || (tc.warn && !strings.Contains(l, tc.addr.String())) {
+				t.Errorf("Serve on %v logged %q; want a warning naming the address: %t", tc.addr, l, tc.warn)
 			}
 		})
 	}

@@ -39,7 +39,8 @@ var (
 // The server never runs two WriteAt or Zero calls on overlapping ranges at
 // once; a ReadAt may overlap a write in flight and may then see either data.
 // The ctx of a call is cancelled when [Server.Serve]'s context is. An error
-// that wraps [ErrNoSpace] reaches the client as ENOSPC, any other as EIO.
+// that wraps [ErrNoSpace] reaches the client as ENOSPC, one that wraps
+// EACCES, EPERM or EROFS as EPERM, any other as EIO.
 type Device interface {
 	// Size is the export size in bytes, a multiple of SectorSize. The server
 	// reads it once, when the export is added.
@@ -228,24 +229,21 @@ func (s *Server) detach(c *conn) {
 	}
 }
 
-// names returns the exported names, sorted.
-func (s *Server) names() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	names := make([]string, 0, len(s.exports))
-	for name := range s.exports {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
-}
-
 // Serve accepts NBD connections on ln (TCP or unix) until ctx is done or ln
 // fails, and closes ln. Before returning it stops every connection it
 // accepted: requests in flight see a cancelled context and are answered
 // (ESHUTDOWN) if the client still reads, then the connections are closed.
 // It returns nil once ctx is done, or the listener's error.
+//
+// On a TCP address other than loopback it logs a warning first: NBD has no
+// authentication or encryption, so anyone who can reach the address and
+// learns an export's name can read and write that export.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if beyondLoopback(ln.Addr()) {
+		s.log.Warn("nbd: serving beyond loopback, without authentication or encryption: "+
+			"export names are the only secret, and whoever reaches this address and learns one can read and write that disk; "+
+			"keep the address on a trusted network or listen on loopback", "addr", ln.Addr().String())
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopListening := context.AfterFunc(ctx, func() { ln.Close() })
@@ -289,4 +287,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func temporaryAcceptError(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
 		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// beyondLoopback reports whether addr is a TCP address that other machines
+// may reach: anything but a loopback IP, the unspecified ones (0.0.0.0,
+// ::) included.
+func beyondLoopback(addr net.Addr) bool {
+	a, ok := addr.(*net.TCPAddr)
+	return ok && !a.IP.IsLoopback()
 }

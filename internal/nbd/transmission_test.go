@@ -218,6 +218,8 @@ func TestDeviceErrors(t *testing.T) {
 		{"write_enospc", "WriteAt", &os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}, cmdWrite, 0, 512, true, errNoSpc},
 		{"rmw_read_fails", "ReadAt", errors.New("disk on fire"), cmdWrite, 10, 10, true, errIO},
 		{"zero_nospace", "Zero", syscall.EDQUOT, cmdWriteZeroes, 0, 4096, false, errNoSpc},
+		{"write_eacces", "WriteAt", &os.PathError{Op: "open", Path: "x", Err: syscall.EACCES}, cmdWrite, 0, 512, true, errPerm},
+		{"zero_erofs", "Zero", fmt.Errorf("zone z: %w", syscall.EROFS), cmdWriteZeroes, 0, 4096, false, errPerm},
 		{"trim_eio", "Zero", errors.New("disk on fire"), cmdTrim, 0, 4096, false, errIO},
 	}
 	for _, tc := range tests {
