@@ -40,8 +40,9 @@ type Config struct {
 
 // Attacher exposes a disk's volume while it is attached.
 type Attacher interface {
-	// Attach exports the volume under a name derived from the disk and
-	// returns how clients reach it.
+	// Attach exports the volume and returns how clients reach it. The
+	// export's name must be unguessable (NBD has no authentication) and
+	// appear only in the returned Export.
 	Attach(ctx context.Context, disk string, volume engine.ID) (Export, error)
 	// Detach ends the export, closing its connections.
 	Detach(ctx context.Context, disk string) error

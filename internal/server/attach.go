@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"crypto/rand"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/deltadisk/deltadisk/internal/arm"
@@ -21,7 +21,8 @@ type Attachments struct {
 	// tcpAddr and socket are where the NBD server listens.
 	tcpAddr, socket string
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// exports holds each attached disk's remove function, by disk id.
 	exports map[string]func()
 }
 
@@ -33,30 +34,33 @@ func NewAttachments(srv *nbd.Server, e *engine.Engine, tcpAddr, socket string) *
 	return &Attachments{nbd: srv, engine: e, tcpAddr: tcpAddr, socket: socket, exports: make(map[string]func())}
 }
 
-// exportName derives a stable export name from a disk id: short, and
-// free of the characters NBD URIs would need escaped.
-func exportName(disk string) string {
-	sum := sha256.Sum256([]byte(disk))
-	return "disk-" + hex.EncodeToString(sum[:12])
+// newExportName returns a name nobody can guess: NBD has no
+// authentication, so the name, handed only to whoever attached the disk, is
+// what keeps everyone else from it. A name derived from the disk id could be
+// computed by anyone who knows the id; this one has 130 random bits, and a
+// new one comes with every attach. Base32 needs no escaping in a URI.
+func newExportName() string {
+	return "disk-" + strings.ToLower(rand.Text())
 }
 
-// Attach exports the volume.
+// Attach exports the volume under a new random name, which only the
+// answer carries.
 func (a *Attachments) Attach(ctx context.Context, disk string, volume engine.ID) (arm.Export, error) {
 	info, err := a.engine.Stat(ctx, volume)
 	if err != nil {
 		return arm.Export{}, err
 	}
-	name := exportName(disk)
+	name := newExportName()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.exports[name]; ok {
+	if _, ok := a.exports[disk]; ok {
 		return arm.Export{}, fmt.Errorf("disk %s is already exported", disk)
 	}
 	remove, err := a.nbd.Export(name, volumeDevice{e: a.engine, id: volume, size: info.Size}, false)
 	if err != nil {
 		return arm.Export{}, err
 	}
-	a.exports[name] = remove
+	a.exports[disk] = remove
 	exp := arm.Export{NBDURI: "nbd://" + a.tcpAddr + "/" + name}
 	if a.socket != "" {
 		exp.UnixSocket = a.socket
@@ -69,8 +73,8 @@ func (a *Attachments) Attach(ctx context.Context, disk string, volume engine.ID)
 // error (the export ended with a restart).
 func (a *Attachments) Detach(_ context.Context, disk string) error {
 	a.mu.Lock()
-	remove := a.exports[exportName(disk)]
-	delete(a.exports, exportName(disk))
+	remove := a.exports[disk]
+	delete(a.exports, disk)
 	a.mu.Unlock()
 	if remove != nil {
 		remove()
