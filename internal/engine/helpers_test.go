@@ -56,7 +56,7 @@ func newEnvOn(t testing.TB, dir string, backend chunks.Backend) *testEnv {
 	b := openBolt(t, dir)
 	t.Cleanup(func() { b.Close() })
 	env.counted = metatest.Counting(b)
-	env.meta = env.counted
+	env.meta = metatest.Wrap(t, env.counted)
 	cfg := chunks.DefaultConfig()
 	cfg.Backend = env.backend
 	cfg.Compress = true

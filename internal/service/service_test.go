@@ -15,6 +15,7 @@ import (
 	"github.com/deltadisk/deltadisk/internal/chunks/chunkstest"
 	"github.com/deltadisk/deltadisk/internal/engine"
 	"github.com/deltadisk/deltadisk/internal/meta/bolt"
+	"github.com/deltadisk/deltadisk/internal/meta/metatest"
 	"github.com/deltadisk/deltadisk/internal/service"
 	"github.com/deltadisk/deltadisk/internal/vhd"
 )
@@ -42,8 +43,9 @@ func newFixture(t *testing.T, tune func(*service.Config)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ms.Close() })
+	wrapped := metatest.Wrap(t, ms)
 	ecfg := engine.DefaultConfig()
-	ecfg.Meta = ms
+	ecfg.Meta = wrapped
 	f := &fixture{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), zones: map[string]*chunkstest.FaultyBackend{}}
 	ecfg.Zones, err = service.Zones(service.DefaultRegions(), func(zone string) (*chunks.Store, error) {
 		cfg := chunks.DefaultConfig()
@@ -58,7 +60,7 @@ func newFixture(t *testing.T, tune func(*service.Config)) *fixture {
 		t.Fatal(err)
 	}
 	scfg := service.DefaultConfig()
-	scfg.Meta, scfg.Engine = ms, f.e
+	scfg.Meta, scfg.Engine = wrapped, f.e
 	scfg.Subscriptions = []service.Subscription{{ID: sub, DisplayName: "one"}, {ID: otherSub, DisplayName: "two"}}
 	scfg.Now = func() time.Time { return f.now }
 	if tune != nil {

@@ -23,6 +23,23 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestConformance(t *testing.T) { metatest.Run(t, newStore) }
 
+// The retry wrappers are stores too: the suite passes over them, so that
+// suites run over them test the code above the seam, not the wrappers.
+func TestConformanceReplaying(t *testing.T) {
+	metatest.Run(t, wrapped(metatest.Replaying))
+}
+
+func TestConformanceConflicting(t *testing.T) {
+	metatest.Run(t, wrapped(metatest.Conflicting))
+}
+
+func wrapped(wrap func(meta.Store) meta.Store) metatest.NewStore {
+	return func(tb testing.TB) metatest.Opener {
+		o := newStore(tb)
+		return func() meta.Store { return wrap(o()) }
+	}
+}
+
 func BenchmarkStore(b *testing.B) { metatest.Bench(b, newStore) }
 
 func newStore(tb testing.TB) metatest.Opener {
