@@ -3,6 +3,7 @@ package template
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // ARM error codes carried by [Error].
@@ -61,9 +62,29 @@ type at struct {
 	off  int
 }
 
+// Messages quote values from the template, which may be megabytes long;
+// they are clipped so that an error stays readable and a failed
+// deployment's stored record stays small.
+const (
+	maxMessage = 4 << 10 // a whole message
+	maxQuoted  = 200     // an expression quoted in a budget error
+)
+
+// clip shortens s to at most n bytes, cutting at a character boundary and
+// marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 // errorAt builds an InvalidTemplate *Error at a place in t.
 func (t *Template) errorAt(p at, format string, args ...any) *Error {
-	e := &Error{Code: CodeInvalidTemplate, Message: fmt.Sprintf(format, args...), Path: p.path}
+	e := &Error{Code: CodeInvalidTemplate, Message: clip(fmt.Sprintf(format, args...), maxMessage), Path: p.path}
 	if t != nil && t.src != nil && p.off >= 0 {
 		e.Line, e.Column = t.position(p.off)
 	}
@@ -89,7 +110,7 @@ func (t *Template) withCause(section, name string, p at, err error) *Error {
 	if ee, ok := err.(*exprError); ok && ee.err != nil {
 		e.err = ee.err
 	}
-	msg := strings.TrimSuffix(err.Error(), ".")
+	msg := clip(strings.TrimSuffix(err.Error(), "."), maxMessage)
 	e.Message = fmt.Sprintf("The template %s '%s'%s is not valid: %s. Please see https://aka.ms/arm-functions for usage details.",
 		section, name, e.lineCol(), msg)
 	return e

@@ -56,8 +56,9 @@ type evaluator struct {
 	// instances are the resources of the template once their identity is
 	// known; reference() resolves names and ids against them.
 	instances []*instance
-	// steps counts evaluation work against maxSteps.
-	steps int
+	// bytes, steps and depth are what the evaluation has spent of its
+	// budget (see budget.go).
+	bytes, steps, depth int
 	// loopNames are the resource copy loops by lower-cased name; a loop
 	// may have no instances.
 	loopNames map[string]bool
@@ -108,6 +109,9 @@ func (ev *evaluator) wrap(section, name string, def at, err error) *Error {
 func (ev *evaluator) evalString(s string, p at) (any, error) {
 	text, isExpr := classify(s)
 	if !isExpr {
+		if err := ev.produce(valueOverhead + len(text)); err != nil {
+			return nil, place(p, err)
+		}
 		return text, nil
 	}
 	e, err := parseExpr(text)
@@ -115,36 +119,39 @@ func (ev *evaluator) evalString(s string, p at) (any, error) {
 		return nil, place(p, err)
 	}
 	v, err := ev.eval(e)
+	if err == nil {
+		// The result is placed here: count it, however much of it is
+		// shared with a variable or a parameter.
+		err = ev.weigh(v)
+	}
 	if err != nil {
+		var be *budgetError
+		if errors.As(err, &be) && be.expr == "" {
+			be.expr = s
+		}
 		return nil, place(p, err)
 	}
 	return v, nil
-}
-
-// maxSteps bounds the work one evaluation may do (values visited plus
-// function calls), so that nested copy loops or string blow-ups in a hostile
-// template cannot exhaust the server.
-const maxSteps = 1 << 20
-
-// step charges one unit of work.
-func (ev *evaluator) step() error {
-	ev.steps++
-	if ev.steps > maxSteps {
-		return exprErrorf("The template needs more than %d evaluation steps, more than this server allows", maxSteps)
-	}
-	return nil
 }
 
 // evalNode evaluates every expression in n. copyOK enables property
 // iteration: an object member "copy" holding an array of {name, count,
 // input} loops becomes one array-valued member per loop.
 func (ev *evaluator) evalNode(n *node, path string, copyOK bool) (any, error) {
+	if err := ev.enter(); err != nil {
+		return nil, place(at{path, n.off}, err)
+	}
+	defer ev.leave()
 	if err := ev.step(); err != nil {
 		return nil, place(at{path, n.off}, err)
 	}
-	switch n.kind {
-	case kindString:
+	if n.kind == kindString {
 		return ev.evalString(n.s, at{path, n.off})
+	}
+	if err := ev.produce(valueOverhead); err != nil {
+		return nil, place(at{path, n.off}, err)
+	}
+	switch n.kind {
 	case kindArray:
 		out := make([]any, len(n.arr))
 		for i, e := range n.arr {
@@ -160,6 +167,9 @@ func (ev *evaluator) evalNode(n *node, path string, copyOK bool) (any, error) {
 		for i, k := range n.keys {
 			vn := n.vals[i]
 			kp := joinPath(path, k)
+			if err := ev.produce(len(k)); err != nil {
+				return nil, place(at{kp, vn.off}, err)
+			}
 			if copyOK && strings.EqualFold(k, "copy") && vn.kind == kindArray {
 				if err := ev.propertyCopy(vn, kp, out); err != nil {
 					return nil, err
@@ -228,6 +238,10 @@ func (ev *evaluator) count(n *node, path string) (int, error) {
 
 // eval evaluates a parsed expression.
 func (ev *evaluator) eval(e expr) (any, error) {
+	if err := ev.enter(); err != nil {
+		return nil, err
+	}
+	defer ev.leave()
 	if err := ev.step(); err != nil {
 		return nil, err
 	}
@@ -353,8 +367,10 @@ func compactJSON(v any) string {
 }
 
 // equal is ARM's deep equality: case-sensitive strings, integers equal to
-// integral floats, objects compared member by member.
-func equal(a, b any) bool {
+// integral floats, objects compared member by member. It adds to *n the
+// number of pairs of values it compared.
+func equal(a, b any, n *int) bool {
+	*n++
 	switch a := a.(type) {
 	case int64:
 		switch b := b.(type) {
@@ -374,7 +390,7 @@ func equal(a, b any) bool {
 		return false
 	case []any:
 		b, ok := b.([]any)
-		return ok && slices.EqualFunc(a, b, equal)
+		return ok && slices.EqualFunc(a, b, func(x, y any) bool { return equal(x, y, n) })
 	case map[string]any:
 		b, ok := b.(map[string]any)
 		if !ok || len(a) != len(b) {
@@ -382,7 +398,7 @@ func equal(a, b any) bool {
 		}
 		for k, av := range a {
 			bv, ok := b[k]
-			if !ok || !equal(av, bv) {
+			if !ok || !equal(av, bv, n) {
 				return false
 			}
 		}

@@ -15,7 +15,15 @@ var errFormat = errors.New("input string was not in a correct format")
 // Integers take the standard specifiers D, N, F, X and G (with a precision)
 // and all-zero custom patterns such as 000; strings and booleans ignore the
 // format string, as in .NET. Numbers use the invariant culture.
-func formatNET(f string, args []any) (string, error) {
+//
+// grow is told the bytes about to be written, before they are: the text
+// of f once, then each item, so that a short format repeating a long
+// argument ({0}{0}{0}...) is stopped by the caller's budget as it grows. An
+// error from grow is returned as it is.
+func formatNET(f string, args []any, grow func(n int) error) (string, error) {
+	if err := grow(len(f)); err != nil {
+		return "", err
+	}
 	var b strings.Builder
 	for i := 0; i < len(f); i++ {
 		c := f[i]
@@ -41,6 +49,9 @@ func formatNET(f string, args []any) (string, error) {
 			i += end
 			s, err := formatItem(item, args)
 			if err != nil {
+				return "", err
+			}
+			if err := grow(len(s)); err != nil {
 				return "", err
 			}
 			b.WriteString(s)

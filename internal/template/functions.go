@@ -1,11 +1,13 @@
 package template
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // function implements a template function. It gets the call unevaluated so
@@ -131,6 +133,14 @@ func (ev *evaluator) args(c *callExpr, lo, hi int) ([]any, error) {
 		v, err := ev.eval(a)
 		if err != nil {
 			return nil, err
+		}
+		// A string argument is read (compared, searched, copied): that
+		// work grows with its length, which a shared variable can make
+		// long without any bytes being built.
+		if s, ok := v.(string); ok {
+			if err := ev.scan(len(s)); err != nil {
+				return nil, err
+			}
 		}
 		out[i] = v
 	}
@@ -315,7 +325,9 @@ func fnResourceID(ev *evaluator, c *callExpr) (any, error) {
 	if err != nil {
 		return nil, exprErrorf("Unable to evaluate template language function 'resourceId': %s. Current function arguments '%s'", err.Error(), strings.Join(strs, ","))
 	}
-	return id, nil
+	// Counted once built: an id is as long as its arguments and a few
+	// fixed segments.
+	return id, ev.produce(valueOverhead + len(id))
 }
 
 // resourceID builds /subscriptions/s/resourceGroups/g/providers/NS/t1/n1/t2/n2.
@@ -347,6 +359,11 @@ func fnConcat(ev *evaluator, c *callExpr) (any, error) {
 			if !ok {
 				return nil, wantType(c, i, "Array", a)
 			}
+			// The same array may be given many times: count each copy
+			// in full before appending it.
+			if err := ev.weigh(arr); err != nil {
+				return nil, err
+			}
 			out = append(out, arr...)
 		}
 		if out == nil {
@@ -354,15 +371,22 @@ func fnConcat(ev *evaluator, c *callExpr) (any, error) {
 		}
 		return out, nil
 	}
-	var b strings.Builder
+	parts := make([]string, len(args))
+	n := valueOverhead
 	for i, a := range args {
 		switch a.(type) {
 		case map[string]any:
 			return nil, wantType(c, i, "String", a)
 		}
-		b.WriteString(toString(a))
+		parts[i] = toString(a) // a string itself, or a short number or boolean
+		n += len(parts[i])
 	}
-	return b.String(), nil
+	// Counted before it is built: concat(v, v, v, ...) of a long v is
+	// how a small template asks for gigabytes.
+	if err := ev.produce(n); err != nil {
+		return nil, err
+	}
+	return strings.Join(parts, ""), nil
 }
 
 func fnFormat(ev *evaluator, c *callExpr) (any, error) {
@@ -374,7 +398,11 @@ func fnFormat(ev *evaluator, c *callExpr) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := formatNET(f, args[1:])
+	s, err := formatNET(f, args[1:], ev.produce)
+	var be *budgetError
+	if errors.As(err, &be) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, exprErrorf("Unable to evaluate template language function 'format': %s", err.Error())
 	}
@@ -386,7 +414,7 @@ func fnString(ev *evaluator, c *callExpr) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return toString(args[0]), nil
+	return ev.text(args[0])
 }
 
 func fnInt(ev *evaluator, c *callExpr) (any, error) {
@@ -431,8 +459,15 @@ func fnBool(ev *evaluator, c *callExpr) (any, error) {
 	return nil, wantType(c, 0, "Boolean", args[0])
 }
 
-// utf16Len counts a string as .NET does, in UTF-16 code units.
-func utf16Len(s string) int { return len(utf16.Encode([]rune(s))) }
+// utf16Len counts a string as .NET does, in UTF-16 code units, without
+// converting it.
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n += utf16.RuneLen(r)
+	}
+	return n
+}
 
 func fnLength(ev *evaluator, c *callExpr) (any, error) {
 	args, err := ev.args(c, 1, 1)
@@ -460,7 +495,10 @@ func strFn(f func(string) string) function {
 		if err != nil {
 			return nil, err
 		}
-		return f(s), nil
+		// Counted once built: case mapping changes a string's length
+		// by a small factor at most.
+		out := f(s)
+		return out, ev.produce(valueOverhead + len(out))
 	}
 }
 
@@ -488,7 +526,7 @@ func fnEquals(ev *evaluator, c *callExpr) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return equal(args[0], args[1]), nil
+	return ev.equal(args[0], args[1])
 }
 
 func fnNot(ev *evaluator, c *callExpr) (any, error) {
@@ -531,6 +569,10 @@ func constFn(v any) function {
 	}
 }
 
+// parsedValueCost is what json() builds for one value of its text: a
+// parsed node (about 130 bytes) and the value made from it.
+const parsedValueCost = 160
+
 func fnJSON(ev *evaluator, c *callExpr) (any, error) {
 	args, err := ev.args(c, 1, 1)
 	if err != nil {
@@ -538,6 +580,19 @@ func fnJSON(ev *evaluator, c *callExpr) (any, error) {
 	}
 	s, err := argString(c, args, 0)
 	if err != nil {
+		return nil, err
+	}
+	// Counted before parsing: a short JSON text such as [0,0,0,...] makes
+	// one parsed node and one value for every two bytes. Every value but
+	// the first follows a '[', ',' or ':', so their count bounds the values.
+	values := 1
+	for i := range len(s) {
+		switch s[i] {
+		case '[', ',', ':':
+			values++
+		}
+	}
+	if err := ev.produce(len(s) + values*parsedValueCost); err != nil {
 		return nil, err
 	}
 	n, err := parseJSONC([]byte(s))
@@ -555,10 +610,16 @@ func hashFn(h func([]string) string) function {
 			return nil, err
 		}
 		parts := make([]string, len(args))
+		n := 0
 		for i := range args {
 			if parts[i], err = argString(c, args, i); err != nil {
 				return nil, err
 			}
+			n += len(parts[i]) + 1
+		}
+		// The hashes read their arguments joined: count the joined copy.
+		if err := ev.produce(n); err != nil {
+			return nil, err
 		}
 		return h(parts), nil
 	}
@@ -569,7 +630,8 @@ func fnCreateArray(ev *evaluator, c *callExpr) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return args, nil
+	// Counted in full: an array may hold one long value many times.
+	return args, ev.weigh(args)
 }
 
 func fnCreateObject(ev *evaluator, c *callExpr) (any, error) {
@@ -579,6 +641,10 @@ func fnCreateObject(ev *evaluator, c *callExpr) (any, error) {
 	}
 	if len(args)%2 != 0 {
 		return nil, exprErrorf("Unable to evaluate template language function 'createObject': function requires an even number of arguments while %d were provided", len(args))
+	}
+	// Counted in full: an object may hold one long value many times.
+	if err := ev.weigh(args); err != nil {
+		return nil, err
 	}
 	m := make(map[string]any, len(args)/2)
 	for i := 0; i < len(args); i += 2 {
@@ -616,9 +682,19 @@ func fnContains(ev *evaluator, c *callExpr) (any, error) {
 	}
 	switch v := args[0].(type) {
 	case string:
-		return strings.Contains(v, toString(args[1])), nil
+		s, err := ev.text(args[1])
+		if err != nil {
+			return nil, err
+		}
+		return strings.Contains(v, s), nil
 	case []any:
-		return slices.ContainsFunc(v, func(e any) bool { return equal(e, args[1]) }), nil
+		for _, e := range v {
+			eq, err := ev.equal(e, args[1])
+			if eq || err != nil {
+				return eq, err
+			}
+		}
+		return false, nil
 	case map[string]any:
 		k, err := argString(c, args, 1)
 		if err != nil {
@@ -644,8 +720,10 @@ func fnReplace(ev *evaluator, c *callExpr) (any, error) {
 	if s[1] == "" {
 		return nil, exprErrorf("The template language function 'replace' cannot replace an empty string")
 	}
-	if n := strings.Count(s[0], s[1]); len(s[0])+n*(len(s[2])-len(s[1])) > maxString {
-		return nil, exprErrorf("The template language function 'replace' would make a string longer than %d bytes", maxString)
+	// Counted before it is built: the result's length is known.
+	n := strings.Count(s[0], s[1])
+	if err := ev.produce(valueOverhead + len(s[0]) + n*(len(s[2])-len(s[1]))); err != nil {
+		return nil, err
 	}
 	return strings.ReplaceAll(s[0], s[1], s[2]), nil
 }
@@ -674,7 +752,8 @@ func fnSubstring(ev *evaluator, c *callExpr) (any, error) {
 	if start < 0 || length < 0 || start > int64(len(u)) || start+length > int64(len(u)) {
 		return nil, exprErrorf("The index and length parameters must refer to a location within the string. The index parameter: '%d', the length parameter: '%d', the length of the string parameter: '%d'", start, length, len(u))
 	}
-	return string(utf16.Decode(u[start : start+length])), nil
+	out := string(utf16.Decode(u[start : start+length]))
+	return out, ev.produce(valueOverhead + len(out))
 }
 
 func fnSplit(ev *evaluator, c *callExpr) (any, error) {
@@ -704,6 +783,11 @@ func fnSplit(ev *evaluator, c *callExpr) (any, error) {
 	seps = slices.DeleteFunc(seps, func(s string) bool { return s == "" })
 	out := []any{}
 	for {
+		// Each piece is counted as it is cut: splitting a long string
+		// on a frequent separator makes many values.
+		if err := ev.produce(valueOverhead); err != nil {
+			return nil, err
+		}
 		best, bestLen := -1, 0
 		for _, sep := range seps {
 			if i := strings.Index(s, sep); i >= 0 && (best < 0 || i < best) {
@@ -711,7 +795,10 @@ func fnSplit(ev *evaluator, c *callExpr) (any, error) {
 			}
 		}
 		if best < 0 {
-			return append(out, s), nil
+			return append(out, s), ev.produce(len(s))
+		}
+		if err := ev.produce(best); err != nil {
+			return nil, err
 		}
 		out = append(out, s[:best])
 		s = s[best+bestLen:]
@@ -736,9 +823,6 @@ func affixFn(has func(s, affix string) bool) function {
 		return has(strings.ToLower(s), strings.ToLower(a)), nil
 	}
 }
-
-// maxString bounds the strings replace() builds.
-const maxString = 1 << 20
 
 // maxPad bounds padLeft and format alignment so that a template cannot ask
 // for gigabytes.
@@ -774,10 +858,11 @@ func fnPadLeft(ev *evaluator, c *callExpr) (any, error) {
 			return nil, exprErrorf("The template language function 'padLeft' expects a single padding character; got '%s'", pad)
 		}
 	}
-	if n := int(total) - utf16Len(s); n > 0 {
-		s = strings.Repeat(pad, n) + s
+	n := max(int(total)-utf16Len(s), 0)
+	if err := ev.produce(valueOverhead + len(s) + n*len(pad)); err != nil {
+		return nil, err
 	}
-	return s, nil
+	return strings.Repeat(pad, n) + s, nil
 }
 
 // edgeFn is first() or last() of a string or an array.
@@ -789,14 +874,16 @@ func edgeFn(first bool) function {
 		}
 		switch v := args[0].(type) {
 		case string:
-			r := []rune(v)
-			if len(r) == 0 {
+			if v == "" {
 				return "", nil
 			}
-			if first {
-				return string(r[0]), nil
+			// One character, decoded in place rather than by converting
+			// the whole string.
+			r, _ := utf8.DecodeRuneInString(v)
+			if !first {
+				r, _ = utf8.DecodeLastRuneInString(v)
 			}
-			return string(r[len(r)-1]), nil
+			return string(r), nil
 		case []any:
 			if len(v) == 0 {
 				return nil, nil

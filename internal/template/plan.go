@@ -68,6 +68,9 @@ type Plan struct {
 	params    map[string]any
 	vars      map[string]any
 	instances []*instance
+	// bytes and steps are what Evaluate spent of the budget; Outputs goes
+	// on from there, so that a deployment has one budget in all.
+	bytes, steps int
 }
 
 // Resource is one resource to deploy (one instance of a copy loop).
@@ -163,7 +166,7 @@ func (t *Template) Evaluate(ctx context.Context, params map[string]any, dc Conte
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{t: t, params: ev.params, vars: ev.vars, instances: ev.instances, Parameters: map[string]Value{}}
+	p := &Plan{t: t, params: ev.params, vars: ev.vars, instances: ev.instances, Parameters: map[string]Value{}, bytes: ev.bytes, steps: ev.steps}
 	for _, prm := range t.Parameters {
 		v := Value{Type: prm.Type}
 		if !strings.HasPrefix(prm.Type, "Secure") {
@@ -270,7 +273,7 @@ func (ev *evaluator) parameter(name string) (any, error) {
 		}
 		v = dv
 	}
-	v, err := ev.t.check(p, v)
+	v, err := ev.check(p, v)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +289,8 @@ var jtokenTypes = map[string]string{
 
 // check validates a parameter value against its declaration and returns it
 // normalized (integral floats become integers).
-func (t *Template) check(p *Parameter, v any) (any, error) {
+func (ev *evaluator) check(p *Parameter, v any) (any, error) {
+	t := ev.t
 	bad := func(format string, args ...any) *Error {
 		return t.errorAt(p.at, "The provided value for the template parameter '%s'%s is not valid. %s Please see https://aka.ms/arm-create-parameter-file for usage details.",
 			p.Name, t.lineColAt(p.at.off), fmt.Sprintf(format, args...))
@@ -313,10 +317,19 @@ func (t *Template) check(p *Parameter, v any) (any, error) {
 	}
 	if p.allowed != nil {
 		allowed := p.allowed.value().([]any)
-		in := func(x any) bool { return slices.ContainsFunc(allowed, func(a any) bool { return equal(a, x) }) }
+		// Both lists come from the request, so comparing every pair could
+		// take a quadratic time: the pairs are counted as steps, and the
+		// search stops once they are over the budget.
+		n := 0
+		in := func(x any) bool {
+			return slices.ContainsFunc(allowed, func(a any) bool { return ev.steps+n > maxSteps || equal(a, x, &n) })
+		}
 		okAll := in(v)
 		if arr, isArr := v.([]any); isArr && !okAll {
 			okAll = !slices.ContainsFunc(arr, func(x any) bool { return !in(x) })
+		}
+		if err := ev.steps1(n); err != nil {
+			return nil, ev.wrap("parameter", p.Name, p.at, err)
 		}
 		if !okAll {
 			shown := make([]string, len(allowed))
@@ -468,6 +481,9 @@ func (ev *evaluator) identities() error {
 				return ev.wrap("resource", raw, at{path, rn.off}, err)
 			}
 			count = n
+		}
+		if len(ev.instances)+count > maxResources {
+			return t.errorAt(at{path, rn.off}, "The template resource '%s'%s is not valid: the template would deploy more than %d resources, the most ARM allows in one deployment.", raw, t.lineColAt(rn.off), maxResources)
 		}
 		for k := range count {
 			in := &instance{n: rn, path: path, seq: len(ev.instances), loop: loopName, loopIdx: k}
@@ -848,7 +864,8 @@ func (p *Plan) Outputs(ctx context.Context, dc Context) (map[string]Value, error
 	if t.outputs == nil {
 		return out, nil
 	}
-	ev := &evaluator{t: t, ctx: dc, rctx: ctx, phase: phaseOutputs, params: p.params, paramState: map[string]uint8{}, vars: p.vars, varState: map[string]uint8{}, instances: p.instances}
+	ev := &evaluator{t: t, ctx: dc, rctx: ctx, phase: phaseOutputs, params: p.params, paramState: map[string]uint8{}, vars: p.vars, varState: map[string]uint8{}, instances: p.instances,
+		bytes: p.bytes, steps: p.steps}
 	for k := range p.params {
 		ev.paramState[k] = stateDone
 	}

@@ -135,6 +135,9 @@ func newTemplate(root *node, src []byte, origin int) (*Template, error) {
 	if err := t.parseParameters(); err != nil {
 		return nil, err
 	}
+	if len(t.Parameters) > maxParameters {
+		return nil, t.errorAt(at{"parameters", root.get("parameters").off}, "The template has %d parameters; ARM allows at most %d.", len(t.Parameters), maxParameters)
+	}
 	if v := root.get("variables"); v != nil {
 		if v.kind != kindObject {
 			return nil, t.errorAt(at{"variables", v.off}, "The template 'variables' must be an object.")
@@ -145,6 +148,9 @@ func newTemplate(root *node, src []byte, origin int) (*Template, error) {
 			return nil, err
 		}
 		t.vars = defs
+		if len(defs) > maxVariables {
+			return nil, t.errorAt(at{"variables", v.off}, "The template has %d variables; ARM allows at most %d.", len(defs), maxVariables)
+		}
 	}
 	res := root.get("resources")
 	if res == nil {
@@ -162,6 +168,9 @@ func newTemplate(root *node, src []byte, origin int) (*Template, error) {
 	if o := root.get("outputs"); o != nil {
 		if o.kind != kindObject {
 			return nil, t.errorAt(at{"outputs", o.off}, "The template 'outputs' must be an object.")
+		}
+		if len(o.keys) > maxOutputs {
+			return nil, t.errorAt(at{"outputs", o.off}, "The template has %d outputs; ARM allows at most %d.", len(o.keys), maxOutputs)
 		}
 		for i, name := range o.keys {
 			out := o.vals[i]
