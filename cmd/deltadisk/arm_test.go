@@ -1,10 +1,12 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -379,6 +381,13 @@ func TestWireErrors(t *testing.T) {
 		{"unknown type", "GET", sub + "/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines?api-version=2024-03-02", "", 404, "InvalidResourceType"},
 		{"oversize body", "PUT", disk + "?api-version=2024-03-02", `{"location":"eastus","tags":{"x":"` + strings.Repeat("a", 5<<20) + `"}}`, 413, "RequestEntityTooLarge"},
 		{"future api-version", "GET", disk + "?api-version=2031-01-01", "", 404, "ResourceNotFound"},
+		{"repeated api-version", "GET", disk + "?api-version=2024-03-02&api-version=2024-03-02", "", 400, "InvalidApiVersionParameter"},
+		{"trailing data", "PUT", disk + "?api-version=2024-03-02", `{"location":"eastus","properties":{"diskSizeGB":4,"creationData":{"createOption":"Empty"}}}{"location":"westus"}`, 400, "InvalidRequestContent"},
+		{"trailing garbage", "PUT", disk + "?api-version=2024-03-02", `{"location":"eastus","properties":{"diskSizeGB":4,"creationData":{"createOption":"Empty"}}} x`, 400, "InvalidRequestContent"},
+		{"51 tags", "PUT", disk + "?api-version=2024-03-02", `{"location":"eastus","tags":{` + manyTags(51) + `},"properties":{"diskSizeGB":4,"creationData":{"createOption":"Empty"}}}`, 400, "InvalidParameter"},
+		{"tag value of 300", "PUT", disk + "?api-version=2024-03-02", `{"location":"eastus","tags":{"k":"` + strings.Repeat("v", 300) + `"},"properties":{"diskSizeGB":4,"creationData":{"createOption":"Empty"}}}`, 400, "InvalidParameter"},
+		{"tag name of 600", "PUT", disk + "?api-version=2024-03-02", `{"location":"eastus","tags":{"` + strings.Repeat("k", 600) + `":"v"},"properties":{"diskSizeGB":4,"creationData":{"createOption":"Empty"}}}`, 400, "InvalidParameter"},
+		{"group with 51 tags", "PUT", sub + "/resourcegroups/rg?api-version=2021-04-01", `{"location":"eastus","tags":{` + manyTags(51) + `}}`, 400, "InvalidParameter"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -400,6 +409,67 @@ func TestWireErrors(t *testing.T) {
 	if resp, _ := srv.do(http.MethodGet, disk+"?api-version=2024-03-02", tok.Token, nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("a refused PUT created the disk: %d", resp.StatusCode)
 	}
+
+	// A body that says it is not JSON is refused before it is read;
+	// application/json with parameters, and no type at all, are read.
+	create := []byte(`{"location":"eastus","properties":{"diskSizeGB":4,"creationData":{"createOption":"Empty"}}}`)
+	for _, tc := range []struct {
+		contentType string
+		status      int
+	}{
+		{"text/plain", http.StatusUnsupportedMediaType},
+		{"application/x-www-form-urlencoded", http.StatusUnsupportedMediaType},
+		{"application/jsonx", http.StatusUnsupportedMediaType},
+		{"application/json; charset=utf-8", http.StatusOK},
+		{"", http.StatusOK},
+	} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, strings.TrimSuffix(srv.creds.ResourceManagerURL, "/")+disk+"?api-version=2024-03-02", bytes.NewReader(create))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok.Token)
+		if tc.contentType != "" {
+			req.Header.Set("Content-Type", tc.contentType)
+		}
+		resp, err := srv.httpc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || (tc.status == http.StatusUnsupportedMediaType && !strings.Contains(string(out), `"UnsupportedMediaType"`)) {
+			t.Fatalf("PUT with Content-Type %q = %d %s, want %d", tc.contentType, resp.StatusCode, out, tc.status)
+		}
+		if tc.status != http.StatusOK {
+			if resp, _ := srv.do(http.MethodGet, disk+"?api-version=2024-03-02", tok.Token, nil); resp.StatusCode != http.StatusNotFound {
+				t.Fatalf("a PUT refused for its Content-Type created the disk: %d", resp.StatusCode)
+			}
+		}
+	}
+
+	// PATCH diskSizeGB 0 (or below) is a request, not an absent field.
+	for _, gb := range []string{"0", "-1"} {
+		resp, out := srv.do(http.MethodPatch, disk+"?api-version=2024-03-02", tok.Token, []byte(`{"properties":{"diskSizeGB":`+gb+`}}`))
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(out), `"InvalidParameter"`) {
+			t.Fatalf("PATCH diskSizeGB %s = %d %s, want 400 InvalidParameter", gb, resp.StatusCode, out)
+		}
+	}
+	resp, out := srv.do(http.MethodGet, disk+"?api-version=2024-03-02", tok.Token, nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(out), `"diskSizeGB":4`) {
+		t.Fatalf("after refused PATCHes: %d %s", resp.StatusCode, out)
+	}
+}
+
+// manyTags returns the members of a JSON object of n tags.
+func manyTags(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"t%d":"v"`, i)
+	}
+	return b.String()
 }
 
 // TestExtensions: the usage endpoint and attach refusals of disks and

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -122,6 +123,8 @@ func TestDeployments(t *testing.T) {
 		{"unknown function", `"[concatt(parameters('diskName'), '_x')]"`, "InvalidTemplate", "concatt"},
 		{"unknown resource type", "", "InvalidTemplateDeployment", "Microsoft.Compute/virtualMachines"},
 		{"missing parameter", "", "InvalidTemplate", "diskResourceId"},
+		{"tag value over 256 characters", "", "InvalidTemplateDeployment", "at most 256"},
+		{"51 tags", "", "InvalidTemplateDeployment", "at most 50 tags"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,6 +139,14 @@ func TestDeployments(t *testing.T) {
 				res["type"] = "Microsoft.Compute/virtualMachines"
 			case "missing parameter":
 				delete(ps, "diskResourceId")
+			case "tag value over 256 characters":
+				res["tags"] = map[string]any{"big": "[padLeft('x', 300, 'y')]"}
+			case "51 tags":
+				tags := map[string]any{}
+				for i := range 51 {
+					tags[fmt.Sprintf("t%d", i)] = "v"
+				}
+				res["tags"] = tags
 			}
 			_, err := deployments.BeginCreateOrUpdate(ctx, "rg", "bad", armresources.Deployment{Properties: &armresources.DeploymentProperties{
 				Mode: to.Ptr(armresources.DeploymentModeIncremental), Template: tm, Parameters: ps}}, nil)

@@ -2,11 +2,14 @@ package arm
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/deltadisk/deltadisk/internal/service"
 )
 
 func TestAPIVersion(t *testing.T) {
@@ -57,10 +60,21 @@ func FuzzDecodePut(f *testing.F) {
 	f.Add([]byte(`{"properties":{"diskSizeGB":"x"}}`))
 	f.Add([]byte(``))
 	f.Add([]byte(`[`))
+	f.Add([]byte(`{"location":"eastus"}{"location":"westus"}`))
+	f.Add([]byte(`{"location":"eastus"} x`))
+	f.Add([]byte(`{"tags":{"a/b":"v"},"location":"eastus","properties":{"creationData":{"createOption":"Empty"}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var b putBody
 		err := decode(bytes.NewReader(body), &b)
 		if err == nil {
+			// One JSON value and nothing after it, or it is refused.
+			if !json.Valid(body) {
+				t.Fatalf("decode(%q) accepted a body that is not one JSON value", body)
+			}
+			// A spec that passes has tags within ARM's limits.
+			if _, err := specOf(&b, service.KindDisk); err == nil && len(b.Tags) > 50 {
+				t.Fatalf("specOf accepted %d tags", len(b.Tags))
+			}
 			return
 		}
 		var ae *apiError

@@ -1,6 +1,7 @@
 package arm
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -208,7 +209,12 @@ func specOf(b *putBody, kind service.Kind) (service.Spec, error) {
 	if b.Sku != nil {
 		spec.Sku = b.Sku.Name
 	}
-	return spec, nil
+	spec, err := service.CheckSpec(spec)
+	var se *service.Error
+	if errors.As(err, &se) {
+		return spec, invalidField(se.Target, "%s", se.Message)
+	}
+	return spec, err
 }
 
 func (c *call) patch() error {
@@ -218,7 +224,7 @@ func (c *call) patch() error {
 			Name string `json:"name"`
 		} `json:"sku"`
 		Properties *struct {
-			DiskSizeGB int64 `json:"diskSizeGB"`
+			DiskSizeGB *int64 `json:"diskSizeGB"`
 		} `json:"properties"`
 	}
 	if err := decode(c.r.Body, &b); err != nil {
@@ -228,8 +234,13 @@ func (c *call) patch() error {
 	if b.Sku != nil {
 		p.Sku = b.Sku.Name
 	}
-	if b.Properties != nil {
-		p.DiskSizeGB = b.Properties.DiskSizeGB
+	if b.Properties != nil && b.Properties.DiskSizeGB != nil {
+		// The service reads 0 as "unchanged"; a client that sends 0 asked
+		// for something, and is told it is out of range.
+		if *b.Properties.DiskSizeGB <= 0 {
+			return invalidField("properties.diskSizeGB", "diskSizeGB must be a positive number of GiB; got %d.", *b.Properties.DiskSizeGB)
+		}
+		p.DiskSizeGB = *b.Properties.DiskSizeGB
 	}
 	r, err := c.h.svc.Patch(c.r.Context(), c.id(), p)
 	if err != nil {

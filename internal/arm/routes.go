@@ -1,6 +1,7 @@
 package arm
 
 import (
+	"mime"
 	"net/http"
 	"regexp"
 	"strings"
@@ -59,6 +60,9 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	if r.ContentLength > maxBody {
 		return errorf(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "The request body is %d bytes; at most %d are accepted.", r.ContentLength, maxBody)
+	}
+	if err := checkRequest(r); err != nil {
+		return err
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	c := &call{h: h, w: w, r: r, caller: caller, rt: rt}
@@ -195,6 +199,23 @@ func (c *call) kind(segment string) error {
 
 func (c *call) id() service.ResourceID {
 	return service.ResourceID{Subscription: c.sub, Group: c.group, Kind: c.res, Name: c.name}
+}
+
+// checkRequest refuses what ARM refuses before any handler reads the
+// request: a body that is not JSON, and an api-version given more than once
+// (which of them a handler read would otherwise be a guess). A request
+// without a body may carry any Content-Type: there is nothing to misread.
+func checkRequest(r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && r.ContentLength != 0 {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return errorf(http.StatusUnsupportedMediaType, "UnsupportedMediaType", "The content media type '%s' is not supported; send application/json.", ct[:min(len(ct), 100)])
+		}
+	}
+	if n := len(r.URL.Query()["api-version"]); n > 1 {
+		return errorf(http.StatusBadRequest, "InvalidApiVersionParameter", "The api-version query parameter is given %d times; give it once.", n)
+	}
+	return nil
 }
 
 // authorize checks the caller's role on the subscription: any role reads,

@@ -165,6 +165,9 @@ func (c *call) groupMethods() error {
 				return err
 			}
 			body.Location = g.Location
+			if body.Tags == nil {
+				body.Tags = g.Tags // a PATCH without tags keeps them
+			}
 		}
 		g, created, err := c.h.svc.PutGroup(ctx, c.sub, c.group, body.Location, body.Tags)
 		if err != nil {
@@ -214,14 +217,24 @@ func (c *call) moveResources() error {
 // decode reads a JSON body strictly enough to refuse malformed input with
 // ARM's codes, naming the field of a type mismatch.
 func decode(body io.Reader, v any) error {
-	err := json.NewDecoder(body).Decode(v)
+	dec := json.NewDecoder(body)
+	err := dec.Decode(v)
+	if err == nil {
+		// ARM reads one JSON value: '{...}{...}' is not a body it accepts,
+		// and which of the two a lenient reader took would be a guess.
+		if _, err = dec.Token(); errors.Is(err, io.EOF) {
+			return nil
+		}
+		var tooBig *http.MaxBytesError
+		if !errors.As(err, &tooBig) {
+			return errorf(http.StatusBadRequest, "InvalidRequestContent", "The request content is invalid: data follows the JSON value at offset %d.", dec.InputOffset())
+		}
+	}
 	var (
 		tooBig  *http.MaxBytesError
 		typeErr *json.UnmarshalTypeError
 	)
 	switch {
-	case err == nil:
-		return nil
 	case errors.As(err, &tooBig):
 		return errorf(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "The request body is larger than %d bytes.", tooBig.Limit)
 	case errors.Is(err, io.EOF):
