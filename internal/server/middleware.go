@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -72,7 +73,11 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		}
 		r = r.WithContext(WithRequestID(r.Context(), id))
 		op := r.Method + " " + r.URL.Path
-		rw := &responseWriter{ResponseWriter: w}
+		rw := &responseWriter{ResponseWriter: w, r: r, id: id, timeout: s.cfg.BodyReadTimeout}
+		if r.Body != nil && r.Body != http.NoBody {
+			rw.body = &progressBody{ReadCloser: r.Body, ctl: http.NewResponseController(w), timeout: s.cfg.BodyReadTimeout}
+			r.Body = rw.body
+		}
 		s.metrics.inFlight.Inc()
 		s.handlers.Add(1)
 
@@ -84,7 +89,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				s.log.Error("server: panic serving request",
 					"request_id", id, "op", op, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				if rw.status == 0 {
-					writeInternalError(rw, id)
+					resetHeader(rw.Header(), id)
+					writeError(rw, http.StatusInternalServerError, "InternalServerError",
+						"The server met an internal error. Request id: "+id+".")
 				} else {
 					// Part of an answer is out: cut the connection, so
 					// the client sees a broken response, not a short one.
@@ -121,42 +128,102 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			}
 		}()
 		next.ServeHTTP(rw, r)
+		if rw.status == 0 && rw.body.unread() {
+			// net/http would answer 200 after this returns, past the
+			// point where start can bound what it reads of the body.
+			rw.WriteHeader(http.StatusOK)
+		}
 	})
 }
 
-// writeInternalError answers a request whose handler panicked before
-// writing anything. The body says nothing about the cause; the log does.
-func writeInternalError(w http.ResponseWriter, id string) {
-	h := w.Header()
+// resetHeader drops what a handler put in h before its answer was
+// replaced, keeping the request id headers.
+func resetHeader(h http.Header, id string) {
 	for k := range h {
 		delete(h, k)
 	}
 	h.Set(HeaderRequestID, id)
 	h.Set(HeaderCorrelationRequestID, id)
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusInternalServerError)
-	_, _ = fmt.Fprintf(w, `{"error":{"code":"InternalServerError","message":"The server met an internal error. Request id: %s."}}`+"\n", id)
 }
 
-// responseWriter records the status and size of an answer. Unwrap lets
-// http.ResponseController reach the connection's Flush and deadlines.
+// writeError answers with an ARM-style JSON error. The message says
+// nothing about the cause beyond what the client caused; the log does.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(map[string]map[string]string{"error": {"code": code, "message": message}})
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// responseWriter records the status and size of an answer, and decides,
+// when the answer starts, what becomes of a request body left unread.
+// Unwrap lets http.ResponseController reach the connection's Flush and
+// deadlines.
 type responseWriter struct {
 	http.ResponseWriter
-	status int   // first final status written; 0 before
-	bytes  int64 // body bytes written
+	r       *http.Request
+	id      string
+	body    *progressBody // nil when the request has no body
+	timeout time.Duration // Config.BodyReadTimeout
+	status  int           // first final status written; 0 before
+	bytes   int64         // body bytes written
+	// cut is set when the body stalled before the handler answered: the
+	// answer is then a 408, and the handler's writes are dropped.
+	cut bool
+}
+
+// start runs once, as the first final status, code, is about to go out.
+func (w *responseWriter) start(code int) {
+	w.status = code
+	if !w.body.unread() {
+		return
+	}
+	if w.body.stalled.Load() {
+		w.status, w.cut = http.StatusRequestTimeout, true
+		resetHeader(w.Header(), w.id)
+	}
+	if w.r.ProtoMajor == 1 {
+		// (HTTP/2 ends an unread stream with a reset of its own and
+		// leaves the connection's other streams alone.)
+		ctl := http.NewResponseController(w.ResponseWriter)
+		if w.status >= 400 {
+			// A refused request's body is not wanted. Without this,
+			// net/http reads up to 256 KiB of it before sending the
+			// answer, and then more, for as long as the client takes to
+			// send it: an unauthenticated client could hold the
+			// connection open. Closing sends the answer at once.
+			w.Header().Set("Connection", "close")
+			_ = ctl.SetReadDeadline(time.Now())
+		} else {
+			// net/http drains what the handler left (up to 256 KiB) to
+			// reuse the connection; bound the wait for it.
+			_ = ctl.SetReadDeadline(time.Now().Add(w.timeout))
+		}
+	}
+	if w.cut {
+		writeError(w.ResponseWriter, http.StatusRequestTimeout, "RequestTimeout",
+			fmt.Sprintf("The request body stopped arriving: no data for %v.", w.timeout))
+	}
 }
 
 func (w *responseWriter) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 {
-		w.status = code
+		w.start(code)
+	}
+	if w.cut {
+		return
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.start(http.StatusOK)
+	}
+	if w.cut {
+		return len(p), nil
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes += int64(n)
@@ -167,7 +234,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 // for with a type assertion.
 func (w *responseWriter) Flush() {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.start(http.StatusOK)
 	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }

@@ -1,7 +1,14 @@
 // Package server is deltadisk's HTTPS front: the listener, the routing
 // between the wire-protocol handlers (ARM, identity, blob) and the operational
 // endpoints (/healthz, /metrics), and the middleware every request passes
-// through: request ids, one log line, metrics and panic recovery.
+// through: request ids, one log line, metrics, panic recovery, and a
+// read-progress deadline on request bodies.
+//
+// A request body that stops arriving for Config.BodyReadTimeout is cut
+// (408, connection closed); one left unread by an error answer, such as a
+// 401 sent before the body was read, is not drained: the connection is
+// closed instead. /metrics is open on a loopback listener; on any other it
+// needs a bearer token, and Config.MetricsListener serves it alone.
 //
 // The request id is set as the x-ms-request-id response header before the
 // inner handler runs, and put in the request's context ([RequestID]).
@@ -23,6 +30,7 @@ import (
 	"time"
 
 	"github.com/deltadisk/deltadisk/internal/blob"
+	"github.com/deltadisk/deltadisk/internal/identity"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -51,6 +59,17 @@ type Config struct {
 	// Registry receives the HTTP metrics, and /metrics serves everything
 	// registered in it. Nil means a new, private registry.
 	Registry *prometheus.Registry
+	// MetricsAuth checks the bearer token that /metrics on the main
+	// listener needs when that listener is not loopback: any principal's
+	// valid token will do (the metrics name no subscription, group or
+	// resource). On a loopback listener /metrics is open, as /healthz is.
+	// Required when the listener is not loopback.
+	MetricsAuth Authenticator
+	// MetricsListener, if set, serves /metrics (and nothing else) over
+	// plain HTTP without a token, for a scraper that cannot log in. Bind it
+	// where only the monitoring reaches. The Server closes it once New
+	// has succeeded.
+	MetricsListener net.Listener
 	// Logger gets one line per request and the stack of every panic. Nil
 	// discards.
 	Logger *slog.Logger
@@ -58,6 +77,11 @@ type Config struct {
 	// There is deliberately no read or write timeout on whole requests: a
 	// VHD upload or download may stream for hours.
 	ReadHeaderTimeout time.Duration
+	// BodyReadTimeout cuts a request whose body stops arriving: when no
+	// byte of it comes for this long, the handler's read fails, the client
+	// gets a 408 if nothing was answered yet, and the connection is closed.
+	// A body that keeps flowing, however slowly, is not cut.
+	BodyReadTimeout time.Duration
 	// IdleTimeout closes keep-alive connections idle this long.
 	IdleTimeout time.Duration
 	// ShutdownTimeout is how long Run waits for requests in flight once
@@ -68,12 +92,25 @@ type Config struct {
 	IdentityBodyLimit int64
 }
 
+// Authenticator checks a request's bearer token; *identity.Identity is
+// one.
+type Authenticator interface {
+	// Authenticate returns the caller, or an error that is an
+	// *identity.AuthError when the token is missing or refused.
+	Authenticate(r *http.Request) (*identity.Caller, error)
+	// Challenge is the WWW-Authenticate header for a 401 caused by err.
+	Challenge(err error) string
+}
+
+var _ Authenticator = (*identity.Identity)(nil)
+
 // DefaultConfig returns the timeouts and limits deltadisk serve uses; the
 // caller sets the listener, TLS and handlers.
 func DefaultConfig() Config {
 	return Config{
 		Listen:            "127.0.0.1:8443",
 		ReadHeaderTimeout: 10 * time.Second,
+		BodyReadTimeout:   30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ShutdownTimeout:   10 * time.Second,
 		IdentityBodyLimit: 64 << 10,
@@ -95,6 +132,8 @@ func (c Config) Validate() error {
 		return errors.New("server: config: Blob handler is required")
 	case c.ReadHeaderTimeout <= 0:
 		return fmt.Errorf("server: config: ReadHeaderTimeout %v is not positive", c.ReadHeaderTimeout)
+	case c.BodyReadTimeout <= 0:
+		return fmt.Errorf("server: config: BodyReadTimeout %v is not positive", c.BodyReadTimeout)
 	case c.IdleTimeout <= 0:
 		return fmt.Errorf("server: config: IdleTimeout %v is not positive", c.IdleTimeout)
 	case c.ShutdownTimeout <= 0:
@@ -113,6 +152,11 @@ type Server struct {
 	log            *slog.Logger
 	metrics        *metrics
 	metricsHandler http.Handler
+	// metricsToken is set when /metrics on the main listener needs a
+	// token: the listener is not loopback.
+	metricsToken bool
+	// metricsSrv serves Config.MetricsListener; nil without one.
+	metricsSrv *http.Server
 
 	// ready is true while Run serves and its context is live: /healthz
 	// answers 503 before and while shutting down, so a load balancer stops
@@ -161,20 +205,43 @@ func New(cfg Config) (*Server, error) {
 		metricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError),
 		}),
+		metricsToken: !isLoopback(ln.Addr()),
 	}
-	s.srv = &http.Server{
-		Handler:           s.middleware(http.HandlerFunc(s.route)),
-		TLSConfig:         cfg.TLS.Clone(),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		// net/http's own complaints are nearly all failed TLS handshakes
-		// of clients that do not trust the CA (yet); one per probe.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	if s.metricsToken && cfg.MetricsAuth == nil {
+		if cfg.Listener == nil {
+			_ = ln.Close()
+		}
+		return nil, fmt.Errorf("server: config: MetricsAuth is required: %s is not a loopback address, so /metrics needs a token there", ln.Addr())
 	}
+	s.srv = s.httpServer(http.HandlerFunc(s.route))
+	s.srv.TLSConfig = cfg.TLS.Clone()
 	if s.srv.TLSConfig.MinVersion < tls.VersionTLS12 {
 		s.srv.TLSConfig.MinVersion = tls.VersionTLS12
 	}
+	if cfg.MetricsListener != nil {
+		s.metricsSrv = s.httpServer(http.HandlerFunc(s.routeMetrics))
+	}
 	return s, nil
+}
+
+// httpServer returns an http.Server with the Config's timeouts that serves
+// route through the middleware.
+func (s *Server) httpServer(route http.HandlerFunc) *http.Server {
+	return &http.Server{
+		Handler:           s.middleware(route),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		// net/http's own complaints are nearly all failed TLS handshakes
+		// of clients that do not trust the CA (yet); one per probe.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// isLoopback reports whether a listener's address is a loopback one, which
+// only this host's processes reach.
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // Addr returns the address the server listens on, with the port the
@@ -194,13 +261,25 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.ran.Swap(true) {
 		return errors.New("server: Run called twice")
 	}
-	s.srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
-	errc := make(chan error, 1)
+	base := func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	s.srv.BaseContext = base
+	errc := make(chan error, 2)
+	serving := 1
 	s.ready.Store(true)
 	go func() { errc <- s.srv.ServeTLS(s.ln, "", "") }()
+	if s.metricsSrv != nil {
+		s.metricsSrv.BaseContext = base
+		serving++
+		go func() { errc <- s.metricsSrv.Serve(s.cfg.MetricsListener) }()
+	}
 	select {
 	case err := <-errc:
-		s.ready.Store(false)
+		// One listener failed, or Close was called: stop serving on the
+		// other too.
+		_ = s.Close()
+		for range serving - 1 {
+			<-errc
+		}
 		if errors.Is(err, http.ErrServerClosed) {
 			return errors.New("server: closed before its context was cancelled")
 		}
@@ -211,6 +290,13 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("server: shutting down", "addr", s.ln.Addr().String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
+	metricsDone := make(chan struct{})
+	go func() {
+		defer close(metricsDone)
+		if s.metricsSrv != nil && s.metricsSrv.Shutdown(sctx) != nil {
+			_ = s.metricsSrv.Close()
+		}
+	}()
 	err := s.srv.Shutdown(sctx)
 	if err != nil {
 		s.log.Warn("server: requests still running at the shutdown deadline; closing their connections",
@@ -229,8 +315,11 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Error("server: handlers still running after their connections were closed", "timeout", s.cfg.ShutdownTimeout)
 		}
 	}
-	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
+	<-metricsDone
+	for range serving {
+		if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+			err = serr
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("server: shutdown: %w", err)
@@ -238,15 +327,20 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the listener and closes every connection at once. It is
+// Close releases the listeners and closes every connection at once. It is
 // for a Server that will not Run, or to abort one.
 func (s *Server) Close() error {
 	s.ready.Store(false)
 	err := s.srv.Close()
+	if s.metricsSrv != nil {
+		err = errors.Join(err, s.metricsSrv.Close())
+	}
 	if !s.ran.Load() {
-		// Serve never took the listener, so srv.Close did not close it.
-		if cerr := s.ln.Close(); err == nil {
-			err = cerr
+		// Serve never took the listeners, so closing the servers did not
+		// close them.
+		err = errors.Join(err, s.ln.Close())
+		if s.cfg.MetricsListener != nil {
+			err = errors.Join(err, s.cfg.MetricsListener.Close())
 		}
 	}
 	return err
@@ -261,6 +355,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	case p == "/healthz":
 		s.health(w, r)
 	case p == "/metrics":
+		if s.metricsToken {
+			if _, err := s.cfg.MetricsAuth.Authenticate(r); err != nil {
+				refuse(w, s.cfg.MetricsAuth, err)
+				return
+			}
+		}
 		s.metricsHandler.ServeHTTP(w, r)
 	case strings.HasPrefix(p, "/adfs/"):
 		if r.Body != nil {
@@ -272,6 +372,25 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.cfg.ARM.ServeHTTP(w, r)
 	}
+}
+
+// routeMetrics routes the requests of Config.MetricsListener.
+func (s *Server) routeMetrics(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/metrics" {
+		http.NotFound(w, r)
+		return
+	}
+	s.metricsHandler.ServeHTTP(w, r)
+}
+
+// refuse answers a request whose token auth refused, as ARM does.
+func refuse(w http.ResponseWriter, auth Authenticator, err error) {
+	code, msg := "AuthenticationFailed", "Authentication failed."
+	if ae, ok := errors.AsType[*identity.AuthError](err); ok {
+		code, msg = ae.Code, ae.Message
+	}
+	w.Header().Set("WWW-Authenticate", auth.Challenge(err))
+	writeError(w, http.StatusUnauthorized, code, msg)
 }
 
 // routeName is the metrics label for the handler a path goes to; a fixed

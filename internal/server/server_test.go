@@ -77,6 +77,7 @@ type testServer struct {
 	srv    *server.Server
 	client *http.Client
 	url    string
+	caFile string
 	logs   *logBuffer
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
@@ -122,6 +123,10 @@ func start(t *testing.T, arm, identity http.Handler, mod func(*server.Config)) *
 		t.Fatalf("New: %v", err)
 	}
 	ts.url = "https://" + ts.srv.Addr().String()
+	if fl, ok := cfg.Listener.(farListener); ok {
+		ts.url = "https://" + fl.Listener.Addr().String()
+	}
+	ts.caFile = caFile
 	ts.client = trustingClient(t, caFile)
 
 	ctx, cancel := context.WithCancel(context.Background())
