@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/deltadisk/deltadisk/internal/identity"
 	"github.com/deltadisk/deltadisk/internal/service"
@@ -137,6 +138,11 @@ func (c serveConfig) resolve(st state) (settings, error) {
 			return settings{}, fmt.Errorf("principals[%d]: clientId %q is listed twice, or is the default principal's", i, p.ClientID)
 		case p.ClientSecret == "":
 			return settings{}, fmt.Errorf("principals[%d]: principal %q has no clientSecret", i, p.ClientID)
+		case utf8.RuneCountInString(p.ClientSecret) < identity.MinSecretLength:
+			// The token endpoint slows guessing down; a short secret
+			// falls anyway.
+			return settings{}, fmt.Errorf("principals[%d]: principal %q: clientSecret has %d characters, want at least %d (a random one: openssl rand -hex 16)",
+				i, p.ClientID, utf8.RuneCountInString(p.ClientSecret), identity.MinSecretLength)
 		}
 		clients[strings.ToLower(p.ClientID)] = true
 		roles := make([]identity.Assignment, 0, len(p.Roles))

@@ -50,17 +50,21 @@ type serveOptions struct {
 	dataDir   string
 	listen    string
 	nbdListen string
-	publicURL string
-	config    string
-	tlsCert   string
-	tlsKey    string
-	logLevel  string
+	// metricsListen is where /metrics is served over plain HTTP without a
+	// token; empty: nowhere but the main listener.
+	metricsListen string
+	publicURL     string
+	config        string
+	tlsCert       string
+	tlsKey        string
+	logLevel      string
 }
 
 func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory of the embedded stores, keys and credentials.json (default $DELTADISK_DATA_DIR, else ~/.local/share/deltadisk)")
 	fs.StringVar(&o.listen, "listen", defaultListen, "TCP address to serve HTTPS on; port 0 picks a free port")
 	fs.StringVar(&o.nbdListen, "nbd-listen", "127.0.0.1:0", "TCP address to serve attached disks on over NBD (also on the unix socket DIR/nbd.sock)")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "TCP address to serve /metrics on over plain HTTP, without a token (on --listen, /metrics needs one unless it is a loopback address)")
 	fs.StringVar(&o.publicURL, "public-url", "", "URL clients reach the server at, used in credentials.json, SAS URLs and links (default https:// + the listen address)")
 	fs.StringVar(&o.config, "config", "", "JSON file with extra subscriptions, principals, regions and policy (see README)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate to serve instead of the generated one (with --tls-key)")
@@ -230,11 +234,23 @@ func runServe(ctx context.Context, g *globals, opts serveOptions, _ []string) (e
 	srvCfg.ARM, srvCfg.Identity = armHandler, id.Handler()
 	srvCfg.Blob = blob.New(blob.Config{Service: svc, Identity: id, Logger: log})
 	srvCfg.Registry, srvCfg.Logger = reg, log
+	srvCfg.MetricsAuth = id
+	if opts.metricsListen != "" {
+		if srvCfg.MetricsListener, err = net.Listen("tcp", opts.metricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+	}
 	srv, err := server.New(srvCfg)
 	if err != nil {
+		if srvCfg.MetricsListener != nil {
+			_ = srvCfg.MetricsListener.Close()
+		}
 		return err
 	}
 	lnOwned = false
+	if ml := srvCfg.MetricsListener; ml != nil {
+		log.Info("serving /metrics without a token", "url", "http://"+ml.Addr().String()+"/metrics")
+	}
 
 	// Cross-region copies read their sources through this server's own data
 	// plane, trusting its certificate.

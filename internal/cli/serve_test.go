@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -122,7 +124,7 @@ var testState = state{
 	TenantID:       "11111111-1111-1111-1111-111111111111",
 	SubscriptionID: "22222222-2222-2222-2222-222222222222",
 	ClientID:       "33333333-3333-3333-3333-333333333333",
-	ClientSecret:   "default-secret",
+	ClientSecret:   "default-secret-0123456789",
 	SigningKey:     bytes.Repeat([]byte{7}, 32),
 }
 
@@ -131,7 +133,7 @@ const fullConfig = `{
     {"subscriptionId": "44444444-4444-4444-4444-444444444444", "displayName": "team-b"}
   ],
   "principals": [
-    {"clientId": "ci-reader", "clientSecret": "s3cret",
+    {"clientId": "ci-reader", "clientSecret": "s3cret-0123456789",
      "roles": [{"role": "Reader", "scope": "/subscriptions/22222222-2222-2222-2222-222222222222"},
                {"role": "owner", "scope": "/subscriptions/44444444-4444-4444-4444-444444444444"}]}
   ],
@@ -162,7 +164,7 @@ func TestServeConfig(t *testing.T) {
 	wantPrincipals := []identity.Principal{
 		{ClientID: testState.ClientID, ClientSecret: testState.ClientSecret, Roles: []identity.Assignment{
 			{Role: identity.RoleOwner, Scope: "/subscriptions/" + testState.SubscriptionID}}},
-		{ClientID: "ci-reader", ClientSecret: "s3cret", Roles: []identity.Assignment{
+		{ClientID: "ci-reader", ClientSecret: "s3cret-0123456789", Roles: []identity.Assignment{
 			{Role: identity.RoleReader, Scope: "/subscriptions/" + testState.SubscriptionID},
 			{Role: identity.RoleOwner, Scope: "/subscriptions/44444444-4444-4444-4444-444444444444"}}},
 	}
@@ -229,9 +231,10 @@ func TestServeConfigErrors(t *testing.T) {
 		{"subscription unnamed", `{"subscriptions": [{"subscriptionId": "44444444-4444-4444-4444-444444444444"}]}`, "displayName"},
 		{"principal without id", `{"principals": [{"clientSecret": "s"}]}`, "no clientId"},
 		{"principal without secret", `{"principals": [{"clientId": "a"}]}`, "no clientSecret"},
+		{"short secret", `{"principals": [{"clientId": "a", "clientSecret": "0123456789abcde"}]}`, `principal "a": clientSecret has 15 characters, want at least 16`},
 		{"default principal again", `{"principals": [{"clientId": "33333333-3333-3333-3333-333333333333", "clientSecret": "s"}]}`, "twice"},
-		{"unknown role", `{"principals": [{"clientId": "a", "clientSecret": "s", "roles": [{"role": "Admin", "scope": "/subscriptions/22222222-2222-2222-2222-222222222222"}]}]}`, `unknown role "Admin"`},
-		{"unknown scope", `{"principals": [{"clientId": "a", "clientSecret": "s", "roles": [{"role": "Reader", "scope": "/subscriptions/55555555-5555-5555-5555-555555555555"}]}]}`, "not /subscriptions/<id> of a subscription served here"},
+		{"unknown role", `{"principals": [{"clientId": "a", "clientSecret": "0123456789abcdef", "roles": [{"role": "Admin", "scope": "/subscriptions/22222222-2222-2222-2222-222222222222"}]}]}`, `unknown role "Admin"`},
+		{"unknown scope", `{"principals": [{"clientId": "a", "clientSecret": "0123456789abcdef", "roles": [{"role": "Reader", "scope": "/subscriptions/55555555-5555-5555-5555-555555555555"}]}]}`, "not /subscriptions/<id> of a subscription served here"},
 		{"region twice", `{"regions": [{"name": "eastus", "zones": 1}, {"name": "East US", "zones": 2}]}`, "twice"},
 		{"region zones", `{"regions": [{"name": "eastus", "zones": 4}]}`, "4 zones"},
 		{"region unnamed", `{"regions": [{"zones": 1}]}`, "no name"},
@@ -432,5 +435,47 @@ func TestReadmeConfigExample(t *testing.T) {
 	want.IncrementalRegions = append(want.IncrementalRegions, "westeurope", "lab")
 	if diff := cmp.Diff(want, s.policy); diff != "" {
 		t.Errorf("README example policy is not the default plus two regions (-want +got):\n%s", diff)
+	}
+}
+
+var metricsLine = regexp.MustCompile(`msg="serving /metrics without a token" url=(\S+)`)
+
+// TestServeMetricsListen runs serve with --metrics-listen: /metrics is
+// served there over plain HTTP, and nothing else is.
+func TestServeMetricsListen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	p := startDeltadisk(t, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+	base, credPath := p.waitReady(t)
+	m := metricsLine.FindStringSubmatch(p.stderr.String())
+	if m == nil {
+		t.Fatalf("no log line with the metrics URL:\n%s", p.stderr)
+	}
+	plain := &http.Client{Timeout: 10 * time.Second}
+	t.Cleanup(plain.CloseIdleConnections)
+	if code, body := get(t, plain, m[1]); code != 200 || !strings.Contains(body, "deltadisk_http_requests_in_flight") {
+		t.Errorf("GET %s = %d, want 200 with metrics:\n%.500s", m[1], code, body)
+	}
+	api := strings.TrimSuffix(m[1], "/metrics") + "/subscriptions"
+	if code, _ := get(t, plain, api); code != 404 {
+		t.Errorf("GET %s = %d, want 404: the metrics listener serves /metrics only", api, code)
+	}
+	// --listen is loopback: /metrics is open there too.
+	c := clientTrusting(t, readCredentials(t, credPath)["caCertFile"])
+	if code, _ := get(t, c, base+"/metrics"); code != 200 {
+		t.Errorf("GET %s/metrics on loopback = %d, want 200", base, code)
+	}
+	p.stop(t)
+}
+
+func TestServeMetricsListenBusy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var out, errOut bytes.Buffer
+	args := []string{"serve", "--data-dir", filepath.Join(t.TempDir(), "dd"), "--listen", "127.0.0.1:0", "--metrics-listen", ln.Addr().String()}
+	if code := Main(t.Context(), args, &out, &errOut); code == 0 || !strings.Contains(errOut.String(), "--metrics-listen") {
+		t.Errorf("Main(%q) = %d, stderr %q; want non-zero and --metrics-listen", args, code, errOut.String())
 	}
 }
