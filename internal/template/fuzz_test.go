@@ -62,8 +62,11 @@ func FuzzExpression(f *testing.F) {
 	})
 }
 
-// FuzzParseRequest checks that no request body makes ParseRequest,
-// Evaluate or Outputs panic, and that every refusal is an *Error.
+// FuzzParseRequest runs whole deployment requests through both paths,
+// validate (ParseRequest, Evaluate) and deploy (then Outputs), and checks
+// that nothing panics, that every refusal is an *Error, that a plan stays
+// within the budget, and that no request makes an evaluation allocate more
+// than maxAlloc.
 func FuzzParseRequest(f *testing.F) {
 	snapshot, err := os.ReadFile("testdata/snapshot.jsonc")
 	if err != nil {
@@ -77,31 +80,47 @@ func FuzzParseRequest(f *testing.F) {
 		{"type": "A.B/c", "apiVersion": "1", "name": "x", "condition": "[true()]"}],
 		"outputs": {"o": {"type": "array", "copy": {"count": 2, "input": "[reference('x').y]"}}}`) + `}}`))
 	f.Add([]byte(`{"properties": {"mode": "Complete", template: {/* c */ "a": 'b',}}}`))
+	f.Add(attackBody())
+	for _, members := range []string{
+		bigVars() + `, "resources": [], "outputs": {"o": {"type": "string", "value": "[format('{0}{0}{0}{0}', variables('s3'))]"}}`,
+		bigVars() + `, "resources": [], "outputs": {"o": {"type": "array", "value": "[createArray(variables('s3'), variables('s3'))]"}}`,
+		`"variables": {"j": "[json(concat('[', replace(padLeft('', 16000, '0'), '0', '0,0,0,0,0,0,0,0,'), '0]'))]"}, "resources": []`,
+	} {
+		f.Add([]byte(`{"properties": {"mode": "Incremental", "template": ` + doc(members) + `}}`))
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if len(body) > 8<<10 {
 			return
 		}
-		req, err := ParseRequest(body)
+		var (
+			plan  *Plan
+			err   error
+			stage string
+		)
+		n := allocated(func() {
+			var req *Request
+			stage = "ParseRequest"
+			if req, err = ParseRequest(body); err != nil {
+				return
+			}
+			stage = "Evaluate"
+			if plan, err = req.Template.Evaluate(t.Context(), req.Parameters, testCtx); err != nil {
+				return
+			}
+			stage = "Outputs"
+			_, err = plan.Outputs(t.Context(), testCtx)
+		})
+		if n > maxAlloc {
+			t.Fatalf("evaluating the request allocated %d bytes, more than %d", n, maxAlloc)
+		}
 		if err != nil {
 			var e *Error
 			if !errors.As(err, &e) {
-				t.Fatalf("ParseRequest error %v is not an *Error", err)
+				t.Fatalf("%s error %v is not an *Error", stage, err)
 			}
-			return
 		}
-		plan, err := req.Template.Evaluate(t.Context(), req.Parameters, testCtx)
-		if err != nil {
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("Evaluate error %v is not an *Error", err)
-			}
-			return
-		}
-		if _, err := plan.Outputs(t.Context(), testCtx); err != nil {
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("Outputs error %v is not an *Error", err)
-			}
+		if plan != nil && (plan.bytes > maxBytes || plan.steps > maxSteps) {
+			t.Fatalf("a plan spent %d bytes and %d steps, over the budget", plan.bytes, plan.steps)
 		}
 	})
 }
