@@ -93,6 +93,15 @@ func (ev *evaluator) steps1(n int) error {
 	return nil
 }
 
+// instancesPerStep is how many template resources one step pays for
+// when a name in dependsOn or reference() is looked up among them: 800
+// resources with long dependsOn lists would otherwise cost seconds
+// without a step counted.
+const instancesPerStep = 64
+
+// scanInstances counts the work of one lookup among the resources.
+func (ev *evaluator) scanInstances() error { return ev.steps1(len(ev.instances) / instancesPerStep) }
+
 // enter goes one level deeper into evaluation; a nil error must be paired
 // with leave.
 func (ev *evaluator) enter() error {

@@ -235,3 +235,25 @@ func TestBudgetAllowsLargeTemplates(t *testing.T) {
 		t.Errorf("%d resources, want 800", len(p.Resources))
 	}
 }
+
+// TestBudgetDependsOn: a dependsOn list that names a copy loop many times
+// adds each of its instances once, so 800 resources depending on their
+// own loop of 800 fifty times allocate megabytes, not gigabytes.
+func TestBudgetDependsOn(t *testing.T) {
+	deps := strings.TrimSuffix(strings.Repeat(`"other",`, 50), ",")
+	text := doc(`"resources": [
+		{"type": "Microsoft.Compute/disks", "apiVersion": "2022-07-02", "name": "[concat('o', copyIndex())]", "copy": {"name": "other", "count": 400}},
+		{"type": "Microsoft.Compute/disks", "apiVersion": "2022-07-02", "name": "[concat('d', copyIndex())]", "copy": {"name": "l", "count": 400}, "dependsOn": [` + deps + `]}]`)
+	var p *Plan
+	var err error
+	n := allocated(func() { p, err = evaluate(t, text, nil) })
+	if err != nil {
+		t.Fatalf("Evaluate: %v", err)
+	}
+	if got := len(p.Resources[len(p.Resources)-1].DependsOn); got != 400 {
+		t.Errorf("the last resource depends on %d resources, want 400", got)
+	}
+	if n > maxAlloc {
+		t.Errorf("Evaluate allocated %d bytes, want at most %d", n, maxAlloc)
+	}
+}

@@ -59,9 +59,11 @@ type evaluator struct {
 	// bytes, steps and depth are what the evaluation has spent of its
 	// budget (see budget.go).
 	bytes, steps, depth int
-	// loopNames are the resource copy loops by lower-cased name; a loop
+	// loopMembers are the resource copy loops by lower-cased name, with
+	// their instances, so that a dependsOn entry naming a loop finds them
+	// without a walk and without a new slice; a loop
 	// may have no instances.
-	loopNames map[string]bool
+	loopMembers map[string][]*instance
 }
 
 const (

@@ -462,8 +462,8 @@ func (ev *evaluator) variable(name string) (any, error) {
 func (ev *evaluator) identities() error {
 	t := ev.t
 	ev.phase = phaseIdentity
-	loops := map[string]bool{}
-	ev.loopNames = loops
+	loops := map[string][]*instance{}
+	ev.loopMembers = loops
 	deployed := map[string]bool{} // lower-cased ids of instances not skipped
 	for i, rn := range t.resources.arr {
 		path := "resources[" + strconv.Itoa(i) + "]"
@@ -471,10 +471,10 @@ func (ev *evaluator) identities() error {
 		count, loopName := 1, ""
 		if c := rn.get("copy"); c != nil {
 			loopName = c.get("name").s
-			if loops[strings.ToLower(loopName)] {
+			if _, dup := loops[strings.ToLower(loopName)]; dup {
 				return t.errorAt(at{path + ".copy.name", c.get("name").off}, "The template resource '%s'%s is not valid: the copy loop name '%s' is used more than once.", raw, t.lineColAt(c.off), loopName)
 			}
-			loops[strings.ToLower(loopName)] = true
+			loops[strings.ToLower(loopName)] = nil
 			ev.loops = nil
 			n, err := ev.count(c.get("count"), path+".copy.count")
 			if err != nil {
@@ -544,6 +544,9 @@ func (ev *evaluator) identities() error {
 				deployed[strings.ToLower(id)] = true
 			}
 			ev.instances = append(ev.instances, in)
+			if loopName != "" {
+				loops[strings.ToLower(loopName)] = append(loops[strings.ToLower(loopName)], in)
+			}
 		}
 	}
 	ev.loops = nil
@@ -555,6 +558,11 @@ func (ev *evaluator) identities() error {
 func (ev *evaluator) dependencies() error {
 	t := ev.t
 	ev.phase = phaseIdentity
+	// listed[d.seq] == in.seq+1: d is already one of in's dependencies. A
+	// dependsOn list naming a copy loop again and again would otherwise
+	// add the loop's every instance each time: 800 instances naming a
+	// loop of 800 a thousand times is 640 million entries.
+	listed := make([]int, len(ev.instances))
 	for _, in := range ev.instances {
 		deps := in.n.get("dependsOn")
 		if deps == nil {
@@ -578,7 +586,12 @@ func (ev *evaluator) dependencies() error {
 			if err != nil {
 				return ev.wrap("resource", in.name, dp, err)
 			}
-			in.deps = append(in.deps, targets...)
+			for _, d := range targets {
+				if listed[d.seq] != in.seq+1 {
+					listed[d.seq] = in.seq + 1
+					in.deps = append(in.deps, d)
+				}
+			}
 		}
 	}
 	ev.loops = nil
@@ -626,15 +639,13 @@ func (ev *evaluator) dependencies() error {
 // resolveDependency finds the resources a dependsOn entry names: a copy
 // loop name (all its instances), a resource id, "type/name", or a name.
 func (ev *evaluator) resolveDependency(s string) ([]*instance, error) {
+	if err := ev.scanInstances(); err != nil {
+		return nil, err
+	}
+	if members, ok := ev.loopMembers[strings.ToLower(s)]; ok {
+		return members, nil // possibly none: a loop may have a count of 0
+	}
 	var out []*instance
-	for _, in := range ev.instances {
-		if in.loop != "" && strings.EqualFold(in.loop, s) {
-			out = append(out, in)
-		}
-	}
-	if ev.loopNames[strings.ToLower(s)] {
-		return out, nil // possibly none: a loop may have a count of 0
-	}
 	if strings.HasPrefix(s, "/") {
 		for _, in := range ev.instances {
 			if strings.EqualFold(in.id, s) {
@@ -824,6 +835,9 @@ func fnReference(ev *evaluator, c *callExpr) (any, error) {
 			return nil, exprErrorf("The template function 'reference' expects 'Full' as its third argument")
 		}
 		full = true
+	}
+	if err := ev.scanInstances(); err != nil {
+		return nil, err
 	}
 	id := target
 	if in := ev.findInstance(target); in != nil {
