@@ -3,7 +3,9 @@ package identity
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -181,4 +183,42 @@ func TestPairKey(t *testing.T) {
 			t.Errorf("newPairKey(%.20q, %q) = %+v, want %+v", tc.client, tc.remote, got, tc.want)
 		}
 	}
+}
+
+// FuzzPairKey checks what newPairKey makes of any client id and address:
+// a bounded client id, a key that ignores the port, and for an IP the
+// address itself (IPv4) or its /64 (IPv6).
+func FuzzPairKey(f *testing.F) {
+	f.Add("aaaaaaaa-1111-4111-8111-111111111111", "192.0.2.1:1234")
+	f.Add("ABC", "[2001:db8::1]:443")
+	f.Add("x", "[::ffff:10.0.0.1]:1")
+	f.Add("x", "[fe80::1%eth0]:1")
+	f.Add(strings.Repeat("é", 100), "garbage")
+	f.Fuzz(func(t *testing.T, client, remote string) {
+		k := newPairKey(client, remote)
+		if len(k.client) > throttleMaxClientID {
+			t.Fatalf("client id of %d bytes kept, want at most %d", len(k.client), throttleMaxClientID)
+		}
+		host, _, err := net.SplitHostPort(remote)
+		if err != nil {
+			return
+		}
+		if other := newPairKey(client, net.JoinHostPort(host, "1")); other != k {
+			t.Fatalf("newPairKey(%q) = %+v but with port 1 %+v: the port must not matter", remote, k, other)
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			return
+		}
+		got, err := netip.ParseAddr(k.addr)
+		a16 := got.As16()
+		switch {
+		case err != nil:
+			t.Fatalf("address %q of IP %q does not parse: %v", k.addr, host, err)
+		case ip.Unmap().Is4() && got != ip.Unmap():
+			t.Fatalf("IPv4 %q keyed as %q", host, k.addr)
+		case got.Is6() && ([8]byte(a16[8:]) != [8]byte{} || !netip.PrefixFrom(ip, 64).Contains(got)):
+			t.Fatalf("IPv6 %q keyed as %q, want its /64", host, k.addr)
+		}
+	})
 }

@@ -286,3 +286,22 @@ func http1Client(t *testing.T, ts *testServer) *http.Client {
 	t.Cleanup(c.CloseIdleConnections)
 	return c
 }
+
+// TestUnreadBodyOfSuccess: a handler that answers without reading the
+// body (/healthz, ARM's metadata) leaves net/http to drain it before
+// answering; a client that never sends it is cut after the timeout.
+func TestUnreadBodyOfSuccess(t *testing.T) {
+	ts := start(t, echo("arm"), echo("identity"), func(c *server.Config) { c.BodyReadTimeout = 200 * time.Millisecond })
+	c, br := dialHTTP1(t, ts)
+	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: deltadisk\r\nContent-Length: 1000\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok" || !resp.Close {
+		t.Errorf("answer = %d %q, Connection: %q; want 200 ok, close", resp.StatusCode, body, resp.Header.Get("Connection"))
+	}
+	wantClosed(t, br)
+}
