@@ -183,3 +183,62 @@ func TestDeploymentReferenceAccess(t *testing.T) {
 		})
 	}
 }
+
+// budgetRequest is a deployment request whose template has the given
+// members beside $schema, contentVersion and an empty resources list.
+func budgetRequest(members string) []byte {
+	return []byte(`{"properties": {"mode": "Incremental", "template": {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+		"contentVersion": "1.0.0.0", "resources": [], ` + members + `}}}`)
+}
+
+// TestDeploymentBudget: the request that took the server past 4 GB (a
+// 1 KiB string concat()ed 16 times, five levels deep) is refused with
+// InvalidTemplate naming the expression, by validate and by deploy alike;
+// parameters and outputs too large to keep are refused with a message.
+func TestDeploymentBudget(t *testing.T) {
+	srv := startServer(t, t.TempDir(), "")
+	cred := srv.defaultCredential()
+	srv.clients(srv.creds.SubscriptionID, cred).group(t, "rg", "eastus")
+	tok := bearer(t, srv, cred)
+	base := "/subscriptions/" + srv.creds.SubscriptionID + "/resourcegroups/rg/providers/Microsoft.Resources/deployments/"
+
+	vars := []string{`"s0": "` + strings.Repeat("a", 1024) + `"`}
+	for i := 1; i <= 5; i++ {
+		prev := "variables('s" + string(rune('0'+i-1)) + "')"
+		vars = append(vars, `"s`+string(rune('0'+i))+`": "[concat(`+strings.Repeat(prev+", ", 15)+prev+`)]"`)
+	}
+	attack := budgetRequest(`"variables": {` + strings.Join(vars, ", ") + `}`)
+	if len(attack) > 3000 {
+		t.Fatalf("attack request is %d bytes, want the issue's ~2.8 KB", len(attack))
+	}
+	for _, path := range []string{base + "attack/validate", base + "attack"} {
+		method := http.MethodPost
+		if !strings.HasSuffix(path, "/validate") {
+			method = http.MethodPut
+		}
+		resp, body := srv.do(method, path+"?api-version=2021-04-01", tok, attack)
+		var e struct{ Error struct{ Code, Message string } }
+		_ = json.Unmarshal(body, &e)
+		if resp.StatusCode != http.StatusBadRequest || e.Error.Code != "InvalidTemplate" ||
+			!strings.Contains(e.Error.Message, "[concat(variables('s") || !strings.Contains(e.Error.Message, "bytes of values") {
+			t.Errorf("%s %s: %d %s, want 400 InvalidTemplate naming the concat", method, path, resp.StatusCode, body)
+		}
+	}
+
+	// 200 control characters replace each of 16000 letters: 3.2 MB of
+	// text, within the evaluation budget, that JSON writes as 19 MB.
+	wide := `[replace(padLeft('', 16000, 'a'), 'a', padLeft('', 200, '\u0001'))]`
+	resp, body := srv.do(http.MethodPost, base+"params/validate?api-version=2021-04-01", tok,
+		budgetRequest(`"parameters": {"p": {"type": "string", "defaultValue": "`+wide+`"}}`))
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "The deployment parameters are") {
+		t.Errorf("validate with 19 MB of parameters: %d %.300s, want 400 saying the parameters are too large", resp.StatusCode, body)
+	}
+	d := deployAndWait(t, srv, tok, srv.creds.SubscriptionID, "rg", "outs",
+		budgetRequest(`"outputs": {"o": {"type": "string", "value": "`+wide+`"}}`))
+	if d.Properties.ProvisioningState != "Failed" || d.Properties.Error == nil || !strings.Contains(d.Properties.Error.Message, "The template outputs are") {
+		t.Errorf("deployment with 19 MB of outputs: %s %+v, want Failed saying the outputs are too large", d.Properties.ProvisioningState, d.Properties.Error)
+	}
+	if len(d.Properties.Outputs) > 4<<20 {
+		t.Errorf("the deployment kept %d bytes of outputs", len(d.Properties.Outputs))
+	}
+}
