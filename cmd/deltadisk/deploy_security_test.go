@@ -217,7 +217,9 @@ func TestDeploymentBudget(t *testing.T) {
 			method = http.MethodPut
 		}
 		resp, body := srv.do(method, path+"?api-version=2021-04-01", tok, attack)
-		var e struct{ Error struct{ Code, Message string } }
+		var e struct {
+			Error struct{ Code, Message string }
+		}
 		_ = json.Unmarshal(body, &e)
 		if resp.StatusCode != http.StatusBadRequest || e.Error.Code != "InvalidTemplate" ||
 			!strings.Contains(e.Error.Message, "[concat(variables('s") || !strings.Contains(e.Error.Message, "bytes of values") {
