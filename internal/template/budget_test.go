@@ -257,3 +257,19 @@ func TestBudgetDependsOn(t *testing.T) {
 		t.Errorf("Evaluate allocated %d bytes, want at most %d", n, maxAlloc)
 	}
 }
+
+// TestParseBounded: a 4 MiB request of tiny values is refused once it
+// holds more than maxValues, before parsing it takes hundreds of
+// megabytes (700 MB before the limit).
+func TestParseBounded(t *testing.T) {
+	for _, fill := range []string{"0,", "[],", `"",`} {
+		arr := strings.Repeat(fill, (4<<20-300)/len(fill)) + "0"
+		body := []byte(`{"properties": {"mode": "Incremental", "template": ` + doc(`"metadata": {"x": [`+arr+`]}, "resources": []`) + `}}`)
+		var err error
+		n := allocated(func() { _, err = ParseRequest(body) })
+		wantBudgetError(t, err, "more than 131072 values")
+		if n > maxAlloc {
+			t.Errorf("ParseRequest of %d bytes of %q allocated %d bytes, want at most %d", len(body), fill, n, maxAlloc)
+		}
+	}
+}

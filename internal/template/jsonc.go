@@ -93,6 +93,14 @@ func (n *node) value() any {
 // maxDepth bounds nesting so that hostile input cannot exhaust the stack.
 const maxDepth = 256
 
+// maxValues bounds the values one text may hold. Each parsed value costs
+// about 230 bytes (its node, its JSON path, its slot in the parent), so a
+// 4 MiB body of "0,0,0,..." would take half a gigabyte; 2^17 values bound
+// that to about 30 MB, and still let a template of ARM's largest size (4
+// MB) average 32 bytes a value, less than real templates, with their
+// names, indentation and expressions, use.
+const maxValues = 1 << 17
+
 // syntaxError is a JSON syntax error at a byte offset, with the JSON path
 // of the value being read.
 type syntaxError struct {
@@ -109,10 +117,14 @@ type reader struct {
 	depth int
 	// unclosed is the offset of a /* comment that never ends, or -1.
 	unclosed int
-	// starts, when not nil, records where the text of the value at each
-	// (lower-cased) path begins: before any white space and comments
-	// that precede the value.
-	starts map[string]int
+	// markAt records where the text of the value at the path mark (any
+	// case) begins, before any white space and comments that precede the
+	// value; it is -1 until that value is read. One path, not every one:
+	// a 4 MiB body holds two million values.
+	mark   string
+	markAt int
+	// values counts the values read, against maxValues.
+	values int
 	// bare, when set, decides whether an unquoted property name is
 	// allowed at this path; nil allows all.
 	bare func(path string) bool
@@ -125,7 +137,7 @@ func parseJSONC(src []byte) (*node, error) {
 }
 
 func newReader(src []byte, bare func(path string) bool) *reader {
-	return &reader{src: src, unclosed: -1, bare: bare}
+	return &reader{src: src, unclosed: -1, bare: bare, markAt: -1}
 }
 
 // document reads the one value that must fill the input.
@@ -186,8 +198,11 @@ func (r *reader) skip() {
 }
 
 func (r *reader) value(path string) (*node, error) {
-	if r.starts != nil {
-		r.starts[strings.ToLower(path)] = r.pos
+	if r.mark != "" && strings.EqualFold(path, r.mark) {
+		r.markAt = r.pos
+	}
+	if r.values++; r.values > maxValues {
+		return nil, r.fail(path, "The JSON holds more than %d values, the most this server reads", maxValues)
 	}
 	r.skip()
 	if r.pos >= len(r.src) {

@@ -32,11 +32,11 @@ const templatePath = "properties.template"
 // CodeInvalidRequestContent.
 func ParseRequest(body []byte) (*Request, error) {
 	r := newReader(body, func(path string) bool { return strings.EqualFold(path, templatePath) })
-	r.starts = map[string]int{}
+	r.mark = templatePath
 	doc, err := r.document()
 	if err != nil {
 		se := err.(*syntaxError)
-		if origin, ok := r.starts[templatePath]; ok && inTemplate(se.path) {
+		if origin := r.markAt; origin >= 0 && inTemplate(se.path) {
 			se.path = strings.TrimPrefix(se.path[len(templatePath):], ".")
 			return nil, syntaxToError(body, origin, se, CodeInvalidTemplate)
 		}
@@ -72,7 +72,7 @@ func ParseRequest(body []byte) (*Request, error) {
 	}
 	// Count lines from the first byte after "template:", which is the
 	// first byte of the user's file in what az sends.
-	if req.Template, err = newTemplate(tn, body, r.starts[templatePath]); err != nil {
+	if req.Template, err = newTemplate(tn, body, r.markAt); err != nil {
 		return nil, err
 	}
 	if ps := props.get("parameters"); ps != nil {
