@@ -44,6 +44,26 @@
 // scope, subscriptionId or resourceGroup. reference() to a resource the
 // template itself deploys is evaluated only in outputs.
 //
+// # Access
+//
+// reference() is the only function that reads a resource (this package has
+// no list* functions), and it reads only through [Context.Reference]: the
+// caller checks there that the deployer may read the resource, and
+// answers a resource it may not read exactly as a missing one.
+//
+// # Limits
+//
+// A hostile template must not make the server build gigabytes from a few
+// kilobytes, so one deployment's evaluation (Evaluate, then Outputs, which
+// goes on from what Evaluate spent) runs under one budget, counted as
+// values are built: 8 MiB of values built or placed, 2^20 steps of work,
+// and 128 levels of nesting. Going over it is an InvalidTemplate error
+// that names the template section and the expression; budget.go says how
+// each function is counted and why the numbers. A request body may hold
+// at most 2^17 JSON values. ARM's own limits hold: 256 parameters, 256
+// variables, 64 outputs, 800 resources after copy loops, and a copy count
+// of at most 800. Error messages are clipped at 4 KiB.
+//
 // # Fidelity
 //
 // uniqueString is a 64-bit MurmurHash3 variant of the arguments joined
