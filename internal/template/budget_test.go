@@ -1,6 +1,7 @@
 package template
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -271,5 +272,26 @@ func TestParseBounded(t *testing.T) {
 		if n > maxAlloc {
 			t.Errorf("ParseRequest of %d bytes of %q allocated %d bytes, want at most %d", len(body), fill, n, maxAlloc)
 		}
+	}
+}
+
+// TestReferenceReadOnce: reference() in a copy loop reads each resource
+// once per evaluation, so a template cannot turn its steps into store
+// reads.
+func TestReferenceReadOnce(t *testing.T) {
+	p := mustEvaluate(t, doc(`"resources": [], "outputs": {"o": {"type": "array", "copy": {"count": 800,
+		"input": "[reference('/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/a', '2023-04-02').size]"}}}`), nil)
+	dc := testCtx
+	reads := 0
+	dc.Reference = func(_ context.Context, id, api string) (map[string]any, error) {
+		reads++
+		return map[string]any{"properties": map[string]any{"size": int64(4)}}, nil
+	}
+	outs, err := p.Outputs(t.Context(), dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(outs["o"].Value.([]any)); got != 800 || reads != 1 {
+		t.Errorf("Outputs made %d values with %d reads, want 800 with 1", got, reads)
 	}
 }

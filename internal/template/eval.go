@@ -53,6 +53,9 @@ type evaluator struct {
 	varState map[string]uint8
 	varStack []string
 
+	// refs are the resources reference() has read, by lower-cased id and
+	// apiVersion.
+	refs map[string]map[string]any
 	// instances are the resources of the template once their identity is
 	// known; reference() resolves names and ids against them.
 	instances []*instance

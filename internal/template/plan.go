@@ -854,18 +854,31 @@ func fnReference(ev *evaluator, c *callExpr) (any, error) {
 	if ev.ctx.Reference == nil {
 		return nil, exprErrorf("The template function 'reference' cannot be evaluated here")
 	}
-	r, err := ev.ctx.Reference(ev.rctx, id, api)
-	if err != nil {
-		return nil, &exprError{msg: fmt.Sprintf("The template function 'reference' failed for '%s': %s", id, strings.TrimSuffix(err.Error(), ".")), err: err}
-	}
-	if full {
-		return clone(r), nil
-	}
-	props, ok := r["properties"]
+	// Each resource is read once per evaluation: reference() in a copy
+	// loop of 800 would otherwise read the store 800 times, and a template
+	// could turn its step budget into as many reads.
+	key := strings.ToLower(id) + "\x00" + api
+	r, ok := ev.refs[key]
 	if !ok {
-		return map[string]any{}, nil
+		if r, err = ev.ctx.Reference(ev.rctx, id, api); err != nil {
+			return nil, &exprError{msg: fmt.Sprintf("The template function 'reference' failed for '%s': %s", id, strings.TrimSuffix(err.Error(), ".")), err: err}
+		}
+		if ev.refs == nil {
+			ev.refs = map[string]map[string]any{}
+		}
+		ev.refs[key] = r
 	}
-	return clone(props), nil
+	var v any = r
+	if !full {
+		if v, ok = r["properties"]; !ok {
+			return map[string]any{}, nil
+		}
+	}
+	// A copy is built: count it.
+	if err := ev.weigh(v); err != nil {
+		return nil, err
+	}
+	return clone(v), nil
 }
 
 // Outputs evaluates the template's outputs, after deployment: reference()
