@@ -1,7 +1,9 @@
 // Package identity holds deltadisk's principals and their role assignments,
 // the ADFS-style token service that az and the Azure SDKs log in to, the
 // bearer-token check for the control plane, and SAS signing for the blob
-// data plane.
+// data plane. The token service makes a (client id, source address) pair
+// that keeps failing wait longer and longer before its next attempt (see
+// throttle.go).
 //
 // Its invariant: every token and every SAS that identity accepts was signed
 // with the Config's SigningKey by this package, is inside its validity
