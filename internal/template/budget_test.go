@@ -295,3 +295,52 @@ func TestReferenceReadOnce(t *testing.T) {
 		t.Errorf("Outputs made %d values with %d reads, want 800 with 1", got, reads)
 	}
 }
+
+// TestBudgetRepeatedWork: work that grows with what the template repeats
+// (an expression parsed again at every iteration, members matched ignoring
+// case, separators searched to the end, a context object rebuilt) is
+// counted or done once, so it neither allocates without bound nor runs
+// for seconds uncounted.
+func TestBudgetRepeatedWork(t *testing.T) {
+	// loops is a variable copy loop of 800 whose input is a property copy
+	// loop of 800 evaluating expr: 640,000 evaluations.
+	loops := func(expr string) string {
+		return `"variables": {"copy": [{"name": "v", "count": 800, "input": {"copy": [{"name": "p", "count": 800, "input": "` + expr + `"}]}}]}, "resources": []`
+	}
+	keys := make(map[string]any, 100000)
+	for i := range 100000 {
+		keys[fmt.Sprintf("k%d", i)] = i
+	}
+	tests := []struct {
+		name     string
+		template string
+		params   map[string]any
+		says     string
+	}{
+		{"a long expression parsed at every iteration",
+			loops(`[length('` + strings.Repeat("x", 7000) + `')]`), nil, "evaluation steps"},
+		{"a context object rebuilt at every iteration",
+			loops(`[length(resourceGroup())]`), nil, "builds more than"},
+		{"a member matched ignoring case among many",
+			`"parameters": {"o": {"type": "object"}}, "resources": [], "outputs": {"x": {"type": "array", "copy": {"count": 800, "input": "[parameters('o').K0]"}}}`,
+			map[string]any{"o": keys}, "evaluation steps"},
+		{"a separator that never occurs searched for at every piece",
+			`"variables": {"big": "[replace(padLeft('', 16000, 'a'), 'a', ',,,,')]", "p": "[split(variables('big'), createArray('x', ','))]"}, "resources": []`,
+			nil, "evaluation steps"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			n := allocated(func() {
+				var p *Plan
+				if p, err = evaluate(t, doc(tc.template), tc.params); err == nil {
+					_, err = p.Outputs(t.Context(), testCtx)
+				}
+			})
+			wantBudgetError(t, err, tc.says)
+			if n > maxAlloc {
+				t.Errorf("evaluation allocated %d bytes, want at most %d", n, maxAlloc)
+			}
+		})
+	}
+}

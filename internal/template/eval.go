@@ -53,6 +53,8 @@ type evaluator struct {
 	varState map[string]uint8
 	varStack []string
 
+	// exprs are the expressions parsed so far, by text.
+	exprs map[string]expr
 	// refs are the resources reference() has read, by lower-cased id and
 	// apiVersion.
 	refs map[string]map[string]any
@@ -119,9 +121,18 @@ func (ev *evaluator) evalString(s string, p at) (any, error) {
 		}
 		return text, nil
 	}
-	e, err := parseExpr(text)
-	if err != nil {
-		return nil, place(p, err)
+	// An expression in a copy loop is evaluated up to 800 times per loop:
+	// parse it once.
+	e, ok := ev.exprs[text]
+	if !ok {
+		var err error
+		if e, err = parseExpr(text); err != nil {
+			return nil, place(p, err)
+		}
+		if ev.exprs == nil {
+			ev.exprs = map[string]expr{}
+		}
+		ev.exprs[text] = e
 	}
 	v, err := ev.eval(e)
 	if err == nil {
@@ -266,7 +277,7 @@ func (ev *evaluator) eval(e expr) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return member(x, e.name)
+		return ev.member(x, e.name)
 	case *indexExpr:
 		x, err := ev.eval(e.x)
 		if err != nil {
@@ -278,7 +289,7 @@ func (ev *evaluator) eval(e expr) (any, error) {
 		}
 		switch i := i.(type) {
 		case string:
-			return member(x, i)
+			return ev.member(x, i)
 		case int64:
 			a, ok := x.([]any)
 			if !ok {
@@ -296,13 +307,18 @@ func (ev *evaluator) eval(e expr) (any, error) {
 
 // member returns property name of object x, matching exactly first and
 // then ignoring case, as ARM does.
-func member(x any, name string) (any, error) {
+func (ev *evaluator) member(x any, name string) (any, error) {
 	m, ok := x.(map[string]any)
 	if !ok {
 		return nil, exprErrorf("The language expression property '%s' can't be evaluated on a value of type '%s'", name, typeName(x))
 	}
 	if v, ok := m[name]; ok {
 		return v, nil
+	}
+	// Matching ignoring case walks the members: count it, as an object
+	// may have many.
+	if err := ev.steps1(len(m) / instancesPerStep); err != nil {
+		return nil, err
 	}
 	for k, v := range m {
 		if strings.EqualFold(k, name) {

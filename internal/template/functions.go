@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -90,9 +91,9 @@ func builtin(name string) (function, bool) {
 	case "split":
 		return fnSplit, true
 	case "startswith":
-		return affixFn(strings.HasPrefix), true
+		return affixFn(hasPrefixFold), true
 	case "endswith":
-		return affixFn(strings.HasSuffix), true
+		return affixFn(hasSuffixFold), true
 	case "padleft":
 		return fnPadLeft, true
 	case "first":
@@ -258,38 +259,38 @@ func fnResourceGroup(ev *evaluator, c *callExpr) (any, error) {
 	if _, err := ev.args(c, 0, 0); err != nil {
 		return nil, err
 	}
-	return map[string]any{
+	return ev.built(map[string]any{
 		"id":         ev.ctx.groupID(),
 		"name":       ev.ctx.ResourceGroup,
 		"type":       "Microsoft.Resources/resourceGroups",
 		"location":   ev.ctx.ResourceGroupLocation,
 		"tags":       map[string]any{},
 		"properties": map[string]any{"provisioningState": "Succeeded"},
-	}, nil
+	})
 }
 
 func fnSubscription(ev *evaluator, c *callExpr) (any, error) {
 	if _, err := ev.args(c, 0, 0); err != nil {
 		return nil, err
 	}
-	return map[string]any{
+	return ev.built(map[string]any{
 		"id":             "/subscriptions/" + ev.ctx.SubscriptionID,
 		"subscriptionId": ev.ctx.SubscriptionID,
 		"tenantId":       ev.ctx.TenantID,
 		"displayName":    ev.ctx.SubscriptionName,
-	}, nil
+	})
 }
 
 func fnDeployment(ev *evaluator, c *callExpr) (any, error) {
 	if _, err := ev.args(c, 0, 0); err != nil {
 		return nil, err
 	}
-	return map[string]any{
+	return ev.built(map[string]any{
 		"name": ev.ctx.DeploymentName,
 		"properties": map[string]any{
 			"template": map[string]any{"contentVersion": ev.t.ContentVersion},
 		},
-	}, nil
+	})
 }
 
 // fnResourceID is resourceId([subscriptionId], [resourceGroupName],
@@ -448,10 +449,10 @@ func fnBool(ev *evaluator, c *callExpr) (any, error) {
 	case int64:
 		return v != 0, nil
 	case string:
-		switch strings.ToLower(strings.TrimSpace(v)) {
-		case "true":
+		switch t := strings.TrimSpace(v); {
+		case strings.EqualFold(t, "true"):
 			return true, nil
-		case "false":
+		case strings.EqualFold(t, "false"):
 			return false, nil
 		}
 		return nil, exprErrorf("The template language function 'bool' cannot convert the string '%s' to a boolean", v)
@@ -700,7 +701,11 @@ func fnContains(ev *evaluator, c *callExpr) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		_, err = member(v, k)
+		_, err = ev.member(v, k)
+		var be *budgetError
+		if errors.As(err, &be) {
+			return nil, err
+		}
 		return err == nil, nil
 	}
 	return nil, wantType(c, 0, "String, Array or Object", args[0])
@@ -738,22 +743,47 @@ func fnSubstring(ev *evaluator, c *callExpr) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := utf16.Encode([]rune(s))
+	units := int64(utf16Len(s))
 	start, err := argInt(c, args, 1)
 	if err != nil {
 		return nil, err
 	}
-	length := int64(len(u)) - start
+	length := units - start
 	if len(args) == 3 {
 		if length, err = argInt(c, args, 2); err != nil {
 			return nil, err
 		}
 	}
-	if start < 0 || length < 0 || start > int64(len(u)) || start+length > int64(len(u)) {
-		return nil, exprErrorf("The index and length parameters must refer to a location within the string. The index parameter: '%d', the length parameter: '%d', the length of the string parameter: '%d'", start, length, len(u))
+	if start < 0 || length < 0 || start > units || length > units-start {
+		return nil, exprErrorf("The index and length parameters must refer to a location within the string. The index parameter: '%d', the length parameter: '%d', the length of the string parameter: '%d'", start, length, units)
 	}
-	out := string(utf16.Decode(u[start : start+length]))
+	out := utf16Slice(s, int(start), int(start+length))
 	return out, ev.produce(valueOverhead + len(out))
+}
+
+// utf16Slice is s[start:end] counted in UTF-16 code units, as .NET's
+// Substring counts: a surrogate pair cut in half leaves U+FFFD, as
+// utf16.Decode makes of a lone surrogate. It reads s once and builds only
+// the result, rather than converting the whole string twice.
+func utf16Slice(s string, start, end int) string {
+	var b strings.Builder
+	pos := 0
+	for _, r := range s {
+		if pos >= end {
+			break
+		}
+		n := utf16.RuneLen(r)
+		lo, hi := max(pos, start), min(pos+n, end)
+		switch {
+		case lo >= hi:
+		case hi-lo == n:
+			b.WriteRune(r)
+		default:
+			b.WriteRune(utf8.RuneError)
+		}
+		pos += n
+	}
+	return b.String()
 }
 
 func fnSplit(ev *evaluator, c *callExpr) (any, error) {
@@ -788,11 +818,24 @@ func fnSplit(ev *evaluator, c *callExpr) (any, error) {
 		if err := ev.produce(valueOverhead); err != nil {
 			return nil, err
 		}
-		best, bestLen := -1, 0
+		// Each piece searches the rest of the string for every
+		// separator, up to its next occurrence or to the end: count that
+		// reading, since a separator that occurs once makes every piece
+		// read to the end.
+		best, bestLen, read := -1, 0, 0
 		for _, sep := range seps {
-			if i := strings.Index(s, sep); i >= 0 && (best < 0 || i < best) {
+			i := strings.Index(s, sep)
+			if i < 0 {
+				read += len(s)
+				continue
+			}
+			read += i + len(sep)
+			if best < 0 || i < best {
 				best, bestLen = i, len(sep)
 			}
+		}
+		if err := ev.scan(read); err != nil {
+			return nil, err
 		}
 		if best < 0 {
 			return append(out, s), ev.produce(len(s))
@@ -820,8 +863,42 @@ func affixFn(has func(s, affix string) bool) function {
 		if err != nil {
 			return nil, err
 		}
-		return has(strings.ToLower(s), strings.ToLower(a)), nil
+		return has(s, a), nil
 	}
+}
+
+// hasPrefixFold is strings.HasPrefix of both strings lower-cased, compared
+// rune by rune instead of building lower-cased copies of a long string at
+// every call.
+func hasPrefixFold(s, prefix string) bool {
+	for prefix != "" {
+		if s == "" {
+			return false
+		}
+		r1, n1 := utf8.DecodeRuneInString(s)
+		r2, n2 := utf8.DecodeRuneInString(prefix)
+		if unicode.ToLower(r1) != unicode.ToLower(r2) {
+			return false
+		}
+		s, prefix = s[n1:], prefix[n2:]
+	}
+	return true
+}
+
+// hasSuffixFold is hasPrefixFold from the end.
+func hasSuffixFold(s, suffix string) bool {
+	for suffix != "" {
+		if s == "" {
+			return false
+		}
+		r1, n1 := utf8.DecodeLastRuneInString(s)
+		r2, n2 := utf8.DecodeLastRuneInString(suffix)
+		if unicode.ToLower(r1) != unicode.ToLower(r2) {
+			return false
+		}
+		s, suffix = s[:len(s)-n1], suffix[:len(suffix)-n2]
+	}
+	return true
 }
 
 // maxPad bounds padLeft and format alignment so that a template cannot ask

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf16"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -385,3 +386,38 @@ func TestFormatNET(t *testing.T) {
 
 // unlimited is a formatNET grow that allows everything.
 func unlimited(int) error { return nil }
+
+// TestUTF16Slice: substring() cuts as utf16.Decode of the UTF-16 code
+// units would, half surrogate pairs included, without converting the
+// string.
+func TestUTF16Slice(t *testing.T) {
+	for _, s := range []string{"", "abc", "h\u00e9llo", "a\U0001F600b\U0001F601c", "\U0001F600", "\xffx\xfe"} {
+		u := utf16.Encode([]rune(s))
+		for start := 0; start <= len(u); start++ {
+			for end := start; end <= len(u); end++ {
+				want := string(utf16.Decode(u[start:end]))
+				if got := utf16Slice(s, start, end); got != want {
+					t.Errorf("utf16Slice(%q, %d, %d) = %q, want %q", s, start, end, got, want)
+				}
+			}
+		}
+	}
+	if _, err := evalIn(t, "[substring('abc', 1, 9223372036854775807)]"); err == nil {
+		t.Errorf("substring with a length that overflows: no error")
+	}
+}
+
+// TestAffixFold: startsWith and endsWith compare as the lower-cased
+// strings would, without building them.
+func TestAffixFold(t *testing.T) {
+	for _, s := range []string{"", "a", "ABC", "aBc\u00c9", "\u00e9t\u00c9", "\U0001F600x", "\xffa"} {
+		for _, a := range []string{"", "a", "AB", "bc\u00e9", "\u00c9T", "X", "\U0001F600", "\xff", "abcdef"} {
+			if got, want := hasPrefixFold(s, a), strings.HasPrefix(strings.ToLower(s), strings.ToLower(a)); got != want {
+				t.Errorf("hasPrefixFold(%q, %q) = %v, want %v", s, a, got, want)
+			}
+			if got, want := hasSuffixFold(s, a), strings.HasSuffix(strings.ToLower(s), strings.ToLower(a)); got != want {
+				t.Errorf("hasSuffixFold(%q, %q) = %v, want %v", s, a, got, want)
+			}
+		}
+	}
+}
