@@ -80,9 +80,10 @@ func newServeCommand(g *globals) *cobra.Command {
 		Long: `Run the deltadisk service on an embedded store in a data directory.
 
 The first start creates the data directory with a CA and server certificate,
-a tenant, a subscription and a service principal that owns it. Every start
-writes credentials.json in the data directory, with what az and the Azure
-SDKs need to log in and trust the server. The service runs until SIGINT or
+a tenant, a subscription and a service principal that owns it. It keeps
+credentials.json in the data directory up to date (rewriting it only when
+its content changed), with what az and the Azure SDKs need to log in and
+trust the server. The service runs until SIGINT or
 SIGTERM, then drains requests in flight and exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -73,7 +73,7 @@ func (b *logBuffer) requests(export string) []string {
 	defer b.mu.Unlock()
 	var reqs []string
 	for line := range strings.Lines(b.buf.String()) {
-		if !strings.Contains(line, `msg="nbd: request"`) || !strings.Contains(line, " export="+export+" ") {
+		if !strings.Contains(line, `msg="nbd: request"`) || !strings.Contains(line, " export="+logName(export)+" ") {
 			continue
 		}
 		reqs = append(reqs, strings.TrimSpace(line[strings.Index(line, " op="):]))

@@ -67,7 +67,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	c.setDeadline(time.Time{})
-	c.log = c.log.With("export", e.name)
+	c.log = c.log.With("export", logName(e.name))
 	c.log.Debug("nbd: transmission started")
 	if err := c.transmit(ctx); err != nil {
 		c.logEnd("nbd: connection failed", err)
@@ -573,4 +573,15 @@ func (l *limiter) release(cost int64) {
 	case l.wake <- struct{}{}:
 	default:
 	}
+}
+
+// logName is how logs show an export name. The name is the only key to an
+// attached disk, and logs are read by more people than may write disks, so
+// they get a prefix: enough to tell connections apart, not to connect.
+func logName(name string) string {
+	const shown = 9 // "disk-" and 20 bits of the random part
+	if len(name) <= shown {
+		return name
+	}
+	return name[:shown] + "…"
 }

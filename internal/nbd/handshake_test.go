@@ -415,3 +415,29 @@ func TestServeWarnsBeyondLoopback(t *testing.T) {
 		})
 	}
 }
+
+// TestLogsHideExportName: an export's name is the key to its disk, so the
+// log lines of its connections show a prefix of it, never all of it.
+func TestLogsHideExportName(t *testing.T) {
+	const name = "disk-abcdefghijklmnopqrstuvwxyz"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	s := NewServer(Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if _, err := s.Export(name, newMemDevice(t, 4096), false); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, s, ln)
+	c := connect(t, ln.Addr().String(), name)
+	c.read(0, 512)
+	c.disconnect()
+	l := logs.String()
+	if !strings.Contains(l, "export="+name[:9]) {
+		t.Fatalf("the log does not tell the connection's export apart:\n%s", l)
+	}
+	if strings.Contains(l, name[9:]) {
+		t.Fatalf("the log holds the export's whole name:\n%s", l)
+	}
+}
