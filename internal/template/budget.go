@@ -9,12 +9,12 @@ import (
 // what Evaluate spent) runs under one budget of bytes, steps and nesting,
 // so that no request can make the server build more than a few times the
 // budget: a 2.8 KB template that concat()s a 1 KiB string 16 times at
-// five levels asks for about a terabyte. Costs are counted as values are
-// built, before building whenever the size is known beforehand (concat,
-// format piece by piece, replace, padLeft, createArray, split, json, the
-// hashes), otherwise as soon as it is built when the result is at most a
-// small multiple of an argument that already exists (toUpper, substring,
-// string of an object).
+// five levels asks for a gigabyte at the last level. Costs are counted as
+// values are built, before building whenever the size is known beforehand
+// (concat, format piece by piece, replace, padLeft, createArray, split,
+// json, the hashes), otherwise as soon as it is built when the result is
+// at most a small multiple of an argument that already exists (toUpper,
+// substring, string of an object).
 //
 // A value is counted where a function builds it and again each time it is
 // placed in the evaluated template (a variable, a resource body, an
