@@ -344,3 +344,17 @@ func TestBudgetRepeatedWork(t *testing.T) {
 		})
 	}
 }
+
+// TestMessagesClipName: a resource whose evaluated name is long is named
+// clipped in its error.
+func TestMessagesClipName(t *testing.T) {
+	_, err := evaluate(t, doc(`"resources": [{"type": "Microsoft.Compute/disks", "apiVersion": "2022-07-02",
+		"name": "[padLeft('', 16000, 'n')]", "condition": "[int('x')]"}]`), nil)
+	var e *Error
+	if !errors.As(err, &e) || !strings.Contains(e.Message, "cannot convert the string 'x'") {
+		t.Fatalf("error = %v, want int() refusing 'x'", err)
+	}
+	if len(e.Message) > 1000 {
+		t.Errorf("message is %d bytes, want the name clipped", len(e.Message))
+	}
+}

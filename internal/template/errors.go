@@ -67,7 +67,7 @@ type at struct {
 // deployment's stored record stays small.
 const (
 	maxMessage = 4 << 10 // a whole message
-	maxQuoted  = 200     // an expression quoted in a budget error
+	maxQuoted  = 200     // a name or an expression quoted in a message
 )
 
 // clip shortens s to at most n bytes, cutting at a character boundary and
@@ -112,6 +112,6 @@ func (t *Template) withCause(section, name string, p at, err error) *Error {
 	}
 	msg := clip(strings.TrimSuffix(err.Error(), "."), maxMessage)
 	e.Message = fmt.Sprintf("The template %s '%s'%s is not valid: %s. Please see https://aka.ms/arm-functions for usage details.",
-		section, name, e.lineCol(), msg)
+		section, clip(name, maxQuoted), e.lineCol(), msg)
 	return e
 }

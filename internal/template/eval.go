@@ -66,8 +66,8 @@ type evaluator struct {
 	bytes, steps, depth int
 	// loopMembers are the resource copy loops by lower-cased name, with
 	// their instances, so that a dependsOn entry naming a loop finds them
-	// without a walk and without a new slice; a loop
-	// may have no instances.
+	// without a walk and without a new slice; a loop may have no
+	// instances.
 	loopMembers map[string][]*instance
 }
 
