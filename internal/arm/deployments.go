@@ -356,6 +356,7 @@ func (c *call) reference(ctx context.Context, resourceID, _ string) (map[string]
 	if err != nil {
 		return nil, fmt.Errorf("the resource '%s' is not a disk or snapshot deltadisk serves", resourceID)
 	}
+	//lint:ignore ST1005 ARM's own wording, which the deployment's error shows as it is
 	notFound := fmt.Errorf("The Resource '%s/%s' under resource group '%s' was not found", id.Kind.Type(), id.Name, id.Group)
 	if !c.caller.CanRead(id.Subscription) {
 		return nil, notFound
