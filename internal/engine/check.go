@@ -319,6 +319,25 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 	return rep, nil
 }
 
+// ScanImages calls fn for each image, in ID order, inside tx, a
+// transaction of the caller's on the engine's store: a caller that checks
+// its own records against the images (the service's Check) then reads one
+// consistent state of both, which Stat or List, each in a view of its own,
+// cannot give.
+func (e *Engine) ScanImages(tx meta.Tx, fn func(id ID, kind Kind) error) error {
+	return scanAll(tx, prefixImage, func(k, v []byte) error {
+		id, err := decodeIDKey(k, prefixImage)
+		if err != nil {
+			return err
+		}
+		var img imageRecord
+		if err := json.Unmarshal(v, &img); err != nil {
+			return fmt.Errorf("%w: image %d: %v", ErrCorrupt, id, err)
+		}
+		return fn(ID(id), img.Kind)
+	})
+}
+
 func scanAll(tx meta.Tx, prefix byte, fn func(k, v []byte) error) error {
 	return tx.Scan([]byte{prefix}, []byte{prefix + 1}, fn)
 }
