@@ -362,6 +362,7 @@ func testRaceDeleteDisk(t *testing.T, n int) {
 			}
 		})
 		race(fns...)
+		t.Logf("round %d: %v", round, outcomes)
 
 		for op, allowed := range map[string][]string{
 			"grant":    {"ok", "OperationNotAllowed", "ResourceNotFound"},
