@@ -183,8 +183,12 @@ func testRaceSnapshotRate(t *testing.T, n int) {
 				t.Fatalf("round %d: snapshot %d: create said %v, Get says %v", round, i, err, gerr)
 			}
 		}
-		if got, err := f.s.Get(ctx, d.ID()); err != nil || len(got.RecentSnapshots) != limit {
-			t.Fatalf("round %d: disk records %d recent snapshots (%v), want %d", round, len(got.RecentSnapshots), err, limit)
+		got, err := f.s.Get(ctx, d.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.RecentSnapshots) != limit {
+			t.Fatalf("round %d: disk records %d recent snapshots, want %d", round, len(got.RecentSnapshots), limit)
 		}
 	}
 	f.checkConsistent(t)
