@@ -10,7 +10,8 @@ import (
 )
 
 // Admin endpoints run maintenance inside the server, which holds the
-// embedded store's lock: POST /deltadisk/admin/check (?readData=true),
+// embedded store's lock: POST /deltadisk/admin/check (?readData=true; the
+// engine's check, and the service's under "service"),
 // POST /deltadisk/admin/gc and POST /deltadisk/admin/scrub (?repair=true). They need the Owner role on the server's
 // default subscription, the one credentials.json names.
 
@@ -36,9 +37,16 @@ func (c *call) admin(action string) error {
 		if problems == nil {
 			problems = []string{}
 		}
+		// The engine's check looks inside the images; the service's, at the
+		// records around them and at which images they hold.
+		srep, err := c.h.svc.Check(ctx)
+		if err != nil {
+			return err
+		}
 		writeJSON(c.w, http.StatusOK, map[string]any{
 			"images": rep.Images, "lineages": rep.Lineages, "mapEntries": rep.MapEntries,
 			"chunks": rep.Chunks, "packs": rep.Packs, "readData": readData, "problems": problems,
+			"service": srep,
 		})
 	case "gc":
 		st, err := eng.GC(ctx, engine.DefaultGCOptions())

@@ -43,9 +43,15 @@ func newAdminCheckCommand(g *globals) *cobra.Command {
 		Short: "Check the store's consistency",
 		Long: `Check every invariant between images, lineages, generations, the block map,
 the changed sets, the chunk index and the pack files, and list the problems
-found. The command fails (exit 1) when there is any.`,
+found (problems). Then check the service's records against each other and
+against the images (service.problems, each naming the record at fault): every
+disk and snapshot holds an image of its own that exists and every image is
+held, family keys match incremental snapshots, grants match their index keys,
+copy lines match running copies, and every resource is in a resource group.
+The command fails (exit 1) when either check finds a problem.`,
 		Example: `  deltadisk admin check
-  deltadisk admin check --read-data --query problems`,
+  deltadisk admin check --read-data --query problems
+  deltadisk admin check --query service.problems -o table`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAdminCheck(cmd.Context(), g, cmd, opts) },
 	}
@@ -67,8 +73,11 @@ func runAdminCheck(ctx context.Context, g *globals, cmd *cobra.Command, opts adm
 	if err := g.output(cmd, rep, nil); err != nil {
 		return err
 	}
-	if problems, _ := rep["problems"].([]any); len(problems) > 0 {
-		return &inconsistentError{n: len(problems), what: "consistency problems"}
+	problems, _ := rep["problems"].([]any)
+	svc, _ := rep["service"].(map[string]any)
+	svcProblems, _ := svc["problems"].([]any)
+	if n := len(problems) + len(svcProblems); n > 0 {
+		return &inconsistentError{n: n, what: "consistency problems"}
 	}
 	return nil
 }
