@@ -361,3 +361,45 @@ func (c *checked) editLine(t *testing.T, edit func(l map[string]any)) string {
 	})
 	return id
 }
+
+// FuzzCheck: Check reads a record of any shape in any of the service's key
+// spaces, and neither fails nor panics on it: damage is a problem to
+// report, not a reason to stop.
+func FuzzCheck(f *testing.F) {
+	spaces := []string{"sG", "sD", "sR", "sF", "sA", "sY"}
+	disk := diskID("d")
+	rec := func(v any) []byte {
+		b, err := json.Marshal(v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	f.Add(byte(0), []byte(sub+"\x00new"), rec(service.Group{Subscription: sub, Name: "new", Location: "eastus"}))
+	f.Add(byte(1), []byte(sub+"\x00gone\x00dep"), rec(service.Deployment{Subscription: sub, Group: "gone", Name: "dep"}))
+	f.Add(byte(2), resKey(disk)[2:], rec(service.Resource{Kind: service.KindDisk, Subscription: sub, Group: "rg", Name: "d", Image: 1,
+		Grant: &service.Grant{ID: "g"}, Attached: &service.Attachment{Holder: "h"}}))
+	f.Add(byte(2), resKey(snapID("c"))[2:], rec(service.Resource{Kind: service.KindSnapshot, Subscription: sub, Group: "rg", Name: "c",
+		Incremental: true, FamilyID: "f", Copy: &service.CopyState{}}))
+	f.Add(byte(3), famKey("f", snapID("s"))[2:], []byte{})
+	f.Add(byte(4), []byte("g"), resKey(disk))
+	f.Add(byte(5), []byte(sub+"\x00f\x00westus"), rec(map[string]any{"volume": 1, "familyId": "h", "active": snapID("c").String()}))
+	f.Fuzz(func(t *testing.T, space byte, key, value []byte) {
+		c := &checked{fixture: newFixture(t, nil)}
+		k := append([]byte(spaces[int(space)%len(spaces)]), key...)
+		existed := false
+		c.update(t, func(tx meta.Tx) error {
+			_, err := tx.Get(k)
+			existed = err == nil
+			return tx.Put(k, value)
+		})
+		rep := c.check(t)
+		want := 7 // the fixture's 6 groups and the fuzzed record
+		if existed {
+			want = 6
+		}
+		if n := rep.Groups + rep.Deployments + rep.Resources + rep.FamilyKeys + rep.Grants + rep.CopyLines; n != want {
+			t.Errorf("Check read %d records, want %d", n, want)
+		}
+	})
+}
