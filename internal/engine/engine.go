@@ -58,6 +58,9 @@ var (
 	ErrFormat = errors.New("engine: unsupported store format")
 	// ErrCorrupt: metadata that does not decode or contradicts itself.
 	ErrCorrupt = errors.New("engine: corrupt metadata")
+	// ErrTooLarge: a guarded write changes more blocks than one commit
+	// holds (see [Engine.WriteAtIf]); nothing was written.
+	ErrTooLarge = errors.New("engine: write too large for one commit")
 )
 
 // Config configures an [Engine].
@@ -168,7 +171,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := e.resume(ctx); err != nil {
 		return nil, fmt.Errorf("engine: resuming interrupted work: %w", err)
 	}
-	e.kickReplicator() // replication a restart interrupted, if any
+	e.Kick() // replication a restart interrupted, if any
 	return e, nil
 }
 

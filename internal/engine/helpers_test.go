@@ -52,11 +52,23 @@ func newEnv(t testing.TB) *testEnv {
 
 func newEnvOn(t testing.TB, dir string, backend chunks.Backend) *testEnv {
 	t.Helper()
+	return newEnvWrapped(t, dir, backend, func(s meta.Store) meta.Store { return metatest.Wrap(t, s) })
+}
+
+// newPlainEnv is newEnv on the plain store whatever DELTADISK_META_WRAP
+// says, for tests that count the transactions an operation commits.
+func newPlainEnv(t testing.TB) *testEnv {
+	t.Helper()
+	return newEnvWrapped(t, t.TempDir(), chunkstest.NewMem(), func(s meta.Store) meta.Store { return s })
+}
+
+func newEnvWrapped(t testing.TB, dir string, backend chunks.Backend, wrap func(meta.Store) meta.Store) *testEnv {
+	t.Helper()
 	env := &testEnv{dir: dir, backend: chunkstest.Counting(backend), now: time.Unix(1_800_000_000, 0)}
 	b := openBolt(t, dir)
 	t.Cleanup(func() { b.Close() })
 	env.counted = metatest.Counting(b)
-	env.meta = metatest.Wrap(t, env.counted)
+	env.meta = wrap(env.counted)
 	cfg := chunks.DefaultConfig()
 	cfg.Backend = env.backend
 	cfg.Compress = true

@@ -9,10 +9,45 @@ import (
 	"github.com/deltadisk/deltadisk/internal/meta"
 )
 
+// Operations in a caller's transaction. Each metadata-only operation has a
+// form that takes a [meta.Tx] (CreateVolumeTx, SnapshotTx, CloneTx,
+// FreezeTx, GrowTx, PlaceTx, DeleteTx), so that a caller can check its own
+// rules and write its own records in the same commit; the plain form is
+// that one call in a transaction of its own.
+//
+// The caller's closure may run more than once (see [meta.Store.Update]),
+// so these forms read and write only tx: they change no engine memory that
+// a discarded run would leave changed, and a run's results (IDs, a
+// [Release]) are valid only if that run's transaction commits. What must
+// happen after the commit is the caller's: [Engine.Kick] after SnapshotTx,
+// CloneTx, FreezeTx or PlaceTx, [Engine.Collect] after DeleteTx.
+//
+// No engine lock is held around them. None is needed: a snapshot and a
+// write to its volume are each one transaction, and the store serializes
+// transactions, so a write commits wholly into the generation that the
+// snapshot seals or wholly into the next one (the write's commit reads
+// the head inside its own transaction). The engine's own locks stay out of
+// the caller's transaction: the per-lineage lock of collection is taken by
+// Collect, after the commit, and the striped locks of partial-block writes
+// only by WriteAtIf and ZeroIf, around their own commit.
+
 // CreateVolume creates an empty (all-zero) volume of size bytes, a positive
 // multiple of 1 MiB, whose writes go to the named zones (by default the
 // first configured zone).
 func (e *Engine) CreateVolume(ctx context.Context, size int64, zones ...string) (ID, error) {
+	var id ID
+	err := e.meta.Update(ctx, func(tx meta.Tx) error {
+		var err error
+		id, err = e.CreateVolumeTx(tx, size, zones...)
+		return err
+	})
+	return id, err
+}
+
+// CreateVolumeTx is [Engine.CreateVolume] inside the caller's transaction.
+// It touches only tx, so the caller's closure may run it more than once;
+// the ID is valid if tx commits.
+func (e *Engine) CreateVolumeTx(tx meta.Tx, size int64, zones ...string) (ID, error) {
 	if err := checkSize(size); err != nil {
 		return 0, err
 	}
@@ -20,13 +55,7 @@ func (e *Engine) CreateVolume(ctx context.Context, size int64, zones ...string) 
 	if err != nil {
 		return 0, err
 	}
-	var id ID
-	err = e.meta.Update(ctx, func(tx meta.Tx) error {
-		var err error
-		id, err = newVolume(tx, lineageRecord{Head: 1, Size: size, Zones: zs})
-		return err
-	})
-	return id, err
+	return newVolume(tx, lineageRecord{Head: 1, Size: size, Zones: zs})
 }
 
 // newVolume allocates a volume and its lineage from rec.
@@ -54,35 +83,44 @@ func newVolume(tx meta.Tx, rec lineageRecord) (ID, error) {
 func (e *Engine) Snapshot(ctx context.Context, vol ID, zones ...string) (ID, error) {
 	var id ID
 	err := e.meta.Update(ctx, func(tx meta.Tx) error {
-		v, err := openView(tx, vol)
-		if err != nil {
-			return err
-		}
-		if v.kind != KindVolume {
-			return fmt.Errorf("%w: image %d is a snapshot; snapshots are taken of volumes", ErrWrongKind, vol)
-		}
-		zs, err := e.zones.resolve(zones, v.zones)
-		if err != nil {
-			return err
-		}
-		g, err := sealHead(tx, v.lin, v.rec)
-		if err != nil {
-			return err
-		}
-		sid, err := nextID(tx)
-		if err != nil {
-			return err
-		}
-		id = ID(sid)
-		if err := putSnapshot(tx, id, imageRecord{Kind: KindSnapshot, Lineage: v.lin, Gen: g, Size: v.size, Zones: zs}); err != nil {
-			return err
-		}
-		return markPending(tx, v, id, zs)
+		var err error
+		id, err = e.SnapshotTx(tx, vol, zones...)
+		return err
 	})
 	if err == nil {
-		e.kickReplicator()
+		e.Kick()
 	}
 	return id, err
+}
+
+// SnapshotTx is [Engine.Snapshot] inside the caller's transaction. It
+// touches only tx, so the caller's closure may run it more than once; the
+// ID is valid if tx commits, and the caller then calls [Engine.Kick].
+func (e *Engine) SnapshotTx(tx meta.Tx, vol ID, zones ...string) (ID, error) {
+	v, err := openView(tx, vol)
+	if err != nil {
+		return 0, err
+	}
+	if v.kind != KindVolume {
+		return 0, fmt.Errorf("%w: image %d is a snapshot; snapshots are taken of volumes", ErrWrongKind, vol)
+	}
+	zs, err := e.zones.resolve(zones, v.zones)
+	if err != nil {
+		return 0, err
+	}
+	g, err := sealHead(tx, v.lin, v.rec)
+	if err != nil {
+		return 0, err
+	}
+	sid, err := nextID(tx)
+	if err != nil {
+		return 0, err
+	}
+	id := ID(sid)
+	if err := putSnapshot(tx, id, imageRecord{Kind: KindSnapshot, Lineage: v.lin, Gen: g, Size: v.size, Zones: zs}); err != nil {
+		return 0, err
+	}
+	return id, markPending(tx, v, id, zs)
 }
 
 // sealHead turns the head generation into a sealed one with one reference
@@ -101,41 +139,50 @@ func sealHead(tx meta.Tx, l LineageID, rec lineageRecord) (Generation, error) {
 // the clone reads through to the source's generation until it writes a
 // block or is flattened. It is placed like Snapshot places a snapshot.
 func (e *Engine) Clone(ctx context.Context, src ID, size int64, zones ...string) (ID, error) {
+	var id ID
+	err := e.meta.Update(ctx, func(tx meta.Tx) error {
+		var err error
+		id, err = e.CloneTx(tx, src, size, zones...)
+		return err
+	})
+	if err == nil {
+		e.Kick()
+	}
+	return id, err
+}
+
+// CloneTx is [Engine.Clone] inside the caller's transaction. It touches
+// only tx, so the caller's closure may run it more than once; the ID is
+// valid if tx commits, and the caller then calls [Engine.Kick].
+func (e *Engine) CloneTx(tx meta.Tx, src ID, size int64, zones ...string) (ID, error) {
 	if err := checkSize(size); err != nil {
 		return 0, err
 	}
-	var id ID
-	err := e.meta.Update(ctx, func(tx meta.Tx) error {
-		v, err := openView(tx, src)
-		if err != nil {
-			return err
-		}
-		zs, err := e.zones.resolve(zones, v.zones)
-		if err != nil {
-			return err
-		}
-		if size < v.size {
-			return fmt.Errorf("%w: a clone of %d bytes cannot hold its source of %d", ErrBadSize, size, v.size)
-		}
-		g := v.gen
-		if v.kind == KindVolume {
-			// Freeze the volume's present state as an unnamed generation.
-			if g, err = sealHead(tx, v.lin, v.rec); err != nil {
-				return err
-			}
-		} else if err := addGenRef(tx, v.lin, g); err != nil {
-			return err
-		}
-		id, err = newVolume(tx, lineageRecord{Head: 1, Size: size, Base: v.lin, BaseGen: g, BaseSize: v.size, Zones: zs})
-		if err != nil {
-			return err
-		}
-		return markPending(tx, v, id, zs)
-	})
-	if err == nil {
-		e.kickReplicator()
+	v, err := openView(tx, src)
+	if err != nil {
+		return 0, err
 	}
-	return id, err
+	zs, err := e.zones.resolve(zones, v.zones)
+	if err != nil {
+		return 0, err
+	}
+	if size < v.size {
+		return 0, fmt.Errorf("%w: a clone of %d bytes cannot hold its source of %d", ErrBadSize, size, v.size)
+	}
+	g := v.gen
+	if v.kind == KindVolume {
+		// Freeze the volume's present state as an unnamed generation.
+		if g, err = sealHead(tx, v.lin, v.rec); err != nil {
+			return 0, err
+		}
+	} else if err := addGenRef(tx, v.lin, g); err != nil {
+		return 0, err
+	}
+	id, err := newVolume(tx, lineageRecord{Head: 1, Size: size, Base: v.lin, BaseGen: g, BaseSize: v.size, Zones: zs})
+	if err != nil {
+		return 0, err
+	}
+	return id, markPending(tx, v, id, zs)
 }
 
 // Freeze makes an independent snapshot of src (a snapshot, or a volume as
@@ -146,50 +193,59 @@ func (e *Engine) Clone(ctx context.Context, src ID, size int64, zones ...string)
 func (e *Engine) Freeze(ctx context.Context, src ID, zones ...string) (ID, error) {
 	var id ID
 	err := e.meta.Update(ctx, func(tx meta.Tx) error {
-		v, err := openView(tx, src)
-		if err != nil {
-			return err
-		}
-		zs, err := e.zones.resolve(zones, v.zones)
-		if err != nil {
-			return err
-		}
-		g := v.gen
-		if v.kind == KindVolume {
-			if g, err = sealHead(tx, v.lin, v.rec); err != nil {
-				return err
-			}
-		} else if err := addGenRef(tx, v.lin, g); err != nil {
-			return err
-		}
-		lid, err := nextID(tx)
-		if err != nil {
-			return err
-		}
-		l := LineageID(lid)
-		// Generation 1 is sealed at once and read through to the source;
-		// the lineage has no volume, so it lives as long as the snapshot.
-		rec := lineageRecord{Head: 2, Size: v.size, Base: v.lin, BaseGen: g, BaseSize: v.size}
-		if err := putJSON(tx, lineageKey(l), rec); err != nil {
-			return err
-		}
-		if err := putGenRefs(tx, l, 1, 1); err != nil {
-			return err
-		}
-		sid, err := nextID(tx)
-		if err != nil {
-			return err
-		}
-		id = ID(sid)
-		if err := putSnapshot(tx, id, imageRecord{Kind: KindSnapshot, Lineage: l, Gen: 1, Size: v.size, Zones: zs}); err != nil {
-			return err
-		}
-		return markPending(tx, v, id, zs)
+		var err error
+		id, err = e.FreezeTx(tx, src, zones...)
+		return err
 	})
 	if err == nil {
-		e.kickReplicator()
+		e.Kick()
 	}
 	return id, err
+}
+
+// FreezeTx is [Engine.Freeze] inside the caller's transaction. It touches
+// only tx, so the caller's closure may run it more than once; the ID is
+// valid if tx commits, and the caller then calls [Engine.Kick].
+func (e *Engine) FreezeTx(tx meta.Tx, src ID, zones ...string) (ID, error) {
+	v, err := openView(tx, src)
+	if err != nil {
+		return 0, err
+	}
+	zs, err := e.zones.resolve(zones, v.zones)
+	if err != nil {
+		return 0, err
+	}
+	g := v.gen
+	if v.kind == KindVolume {
+		if g, err = sealHead(tx, v.lin, v.rec); err != nil {
+			return 0, err
+		}
+	} else if err := addGenRef(tx, v.lin, g); err != nil {
+		return 0, err
+	}
+	lid, err := nextID(tx)
+	if err != nil {
+		return 0, err
+	}
+	l := LineageID(lid)
+	// Generation 1 is sealed at once and read through to the source; the
+	// lineage has no volume, so it lives as long as the snapshot.
+	rec := lineageRecord{Head: 2, Size: v.size, Base: v.lin, BaseGen: g, BaseSize: v.size}
+	if err := putJSON(tx, lineageKey(l), rec); err != nil {
+		return 0, err
+	}
+	if err := putGenRefs(tx, l, 1, 1); err != nil {
+		return 0, err
+	}
+	sid, err := nextID(tx)
+	if err != nil {
+		return 0, err
+	}
+	id := ID(sid)
+	if err := putSnapshot(tx, id, imageRecord{Kind: KindSnapshot, Lineage: l, Gen: 1, Size: v.size, Zones: zs}); err != nil {
+		return 0, err
+	}
+	return id, markPending(tx, v, id, zs)
 }
 
 // putSnapshot writes a snapshot's record and its entry in the lineage's
@@ -214,23 +270,27 @@ func addGenRef(tx meta.Tx, l LineageID, g Generation) error {
 
 // Grow enlarges a volume to size bytes; the new space reads as zeros.
 func (e *Engine) Grow(ctx context.Context, vol ID, size int64) error {
+	return e.meta.Update(ctx, func(tx meta.Tx) error { return e.GrowTx(tx, vol, size) })
+}
+
+// GrowTx is [Engine.Grow] inside the caller's transaction. It touches only
+// tx, so the caller's closure may run it more than once.
+func (e *Engine) GrowTx(tx meta.Tx, vol ID, size int64) error {
 	if err := checkSize(size); err != nil {
 		return err
 	}
-	return e.meta.Update(ctx, func(tx meta.Tx) error {
-		v, err := openView(tx, vol)
-		if err != nil {
-			return err
-		}
-		if v.kind != KindVolume {
-			return fmt.Errorf("%w: image %d is a snapshot", ErrReadOnly, vol)
-		}
-		if size < v.size {
-			return fmt.Errorf("%w: volume %d is %d bytes; volumes grow only", ErrBadSize, vol, v.size)
-		}
-		v.rec.Size = size
-		return putJSON(tx, lineageKey(v.lin), v.rec)
-	})
+	v, err := openView(tx, vol)
+	if err != nil {
+		return err
+	}
+	if v.kind != KindVolume {
+		return fmt.Errorf("%w: image %d is a snapshot", ErrReadOnly, vol)
+	}
+	if size < v.size {
+		return fmt.Errorf("%w: volume %d is %d bytes; volumes grow only", ErrBadSize, vol, v.size)
+	}
+	v.rec.Size = size
+	return putJSON(tx, lineageKey(v.lin), v.rec)
 }
 
 // Delete deletes a volume or a snapshot. Every other image reads exactly as
@@ -239,43 +299,70 @@ func (e *Engine) Grow(ctx context.Context, vol ID, size int64) error {
 // longer need it. The cost is proportional to the blocks changed in the
 // deleted generation.
 func (e *Engine) Delete(ctx context.Context, id ID) error {
-	var (
-		lin LineageID
-		gen Generation
-	)
+	var r Release
 	err := e.meta.Update(ctx, func(tx meta.Tx) error {
-		v, err := openView(tx, id)
-		if err != nil {
-			return err
-		}
-		lin, gen = v.lin, v.gen
-		if err := tx.Delete(imageKey(id)); err != nil {
-			return err
-		}
-		if err := tx.Delete(pendingKey(id)); err != nil {
-			return err
-		}
-		if v.kind == KindSnapshot {
-			if err := tx.Delete(snapKey(lin, gen)); err != nil {
-				return err
-			}
-		}
-		if v.kind == KindVolume {
-			// The head dies with the volume: mark it dying (no
-			// references) and detach it from the lineage.
-			v.rec.Volume = 0
-			if err := putJSON(tx, lineageKey(lin), v.rec); err != nil {
-				return err
-			}
-			return putGenRefs(tx, lin, gen, 0)
-		}
-		_, err = releaseGen(tx, lin, gen)
+		var err error
+		r, err = e.DeleteTx(tx, id)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	return e.collect(ctx, lin, gen)
+	return e.Collect(ctx, r)
+}
+
+// Release is what a deletion leaves to do once its transaction has
+// committed: collecting the generation it left dying. [Engine.Open]
+// resumes that work if the process stops first, so a lost Release costs
+// nothing but the delay. The zero Release needs nothing.
+type Release struct {
+	lin LineageID
+	gen Generation
+}
+
+// DeleteTx is [Engine.Delete] inside the caller's transaction, up to the
+// collection: once tx has committed, the caller passes the Release to
+// [Engine.Collect]. It touches only tx, so the caller's closure may run it
+// more than once; keep the Release of the run whose transaction commits.
+func (e *Engine) DeleteTx(tx meta.Tx, id ID) (Release, error) {
+	v, err := openView(tx, id)
+	if err != nil {
+		return Release{}, err
+	}
+	if err := tx.Delete(imageKey(id)); err != nil {
+		return Release{}, err
+	}
+	if err := tx.Delete(pendingKey(id)); err != nil {
+		return Release{}, err
+	}
+	if v.kind == KindVolume {
+		// The head dies with the volume: mark it dying (no references)
+		// and detach it from the lineage.
+		v.rec.Volume = 0
+		if err := putJSON(tx, lineageKey(v.lin), v.rec); err != nil {
+			return Release{}, err
+		}
+		return Release{v.lin, v.gen}, putGenRefs(tx, v.lin, v.gen, 0)
+	}
+	if err := tx.Delete(snapKey(v.lin, v.gen)); err != nil {
+		return Release{}, err
+	}
+	last, err := releaseGen(tx, v.lin, v.gen)
+	if err != nil || !last {
+		// A generation that clones still read stays: nothing to collect.
+		return Release{}, err
+	}
+	return Release{v.lin, v.gen}, nil
+}
+
+// Collect does what a committed deletion left to do (see [Release]). It
+// acts only on a generation that is dying in the store, so a Release whose
+// transaction did not commit, or one collected already, is harmless.
+func (e *Engine) Collect(ctx context.Context, r Release) error {
+	if r == (Release{}) {
+		return nil
+	}
+	return e.collect(ctx, r.lin, r.gen)
 }
 
 // releaseGen drops one reference to a sealed generation and reports whether

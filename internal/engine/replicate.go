@@ -46,44 +46,53 @@ func markPending(tx meta.Tx, src view, id ID, zones []zoneID) error {
 // it drops keep their copies (they cost space, not correctness). It copies
 // nothing itself.
 func (e *Engine) Place(ctx context.Context, id ID, zones ...string) error {
-	if len(zones) == 0 {
-		return fmt.Errorf("%w: a placement names at least one zone", ErrNoZone)
-	}
-	changed := false
-	err := e.meta.Update(ctx, func(tx meta.Tx) error {
-		v, err := openView(tx, id)
-		if err != nil {
-			return err
-		}
-		zs, err := e.zones.resolve(zones, nil)
-		if err != nil {
-			return err
-		}
-		if changed = !slices.Equal(zs, v.zones); !changed {
-			return nil
-		}
-		if v.kind == KindVolume {
-			v.rec.Zones, v.rec.Rezoned = zs, true
-			err = putJSON(tx, lineageKey(v.lin), v.rec)
-		} else {
-			var img imageRecord
-			if img, err = getImage(tx, id); err == nil {
-				img.Zones = zs
-				err = putJSON(tx, imageKey(id), img)
-			}
-		}
-		if err != nil {
-			return err
-		}
-		return markPending(tx, v, id, zs)
-	})
-	if err == nil && changed {
-		e.kickReplicator()
+	err := e.meta.Update(ctx, func(tx meta.Tx) error { return e.PlaceTx(tx, id, zones...) })
+	if err == nil {
+		e.Kick()
 	}
 	return err
 }
 
-func (e *Engine) kickReplicator() {
+// PlaceTx is [Engine.Place] inside the caller's transaction. It touches
+// only tx, so the caller's closure may run it more than once; once tx has
+// committed, the caller calls [Engine.Kick].
+func (e *Engine) PlaceTx(tx meta.Tx, id ID, zones ...string) error {
+	if len(zones) == 0 {
+		return fmt.Errorf("%w: a placement names at least one zone", ErrNoZone)
+	}
+	v, err := openView(tx, id)
+	if err != nil {
+		return err
+	}
+	zs, err := e.zones.resolve(zones, nil)
+	if err != nil {
+		return err
+	}
+	if slices.Equal(zs, v.zones) {
+		return nil
+	}
+	if v.kind == KindVolume {
+		v.rec.Zones, v.rec.Rezoned = zs, true
+		err = putJSON(tx, lineageKey(v.lin), v.rec)
+	} else {
+		var img imageRecord
+		if img, err = getImage(tx, id); err == nil {
+			img.Zones = zs
+			err = putJSON(tx, imageKey(id), img)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return markPending(tx, v, id, zs)
+}
+
+// Kick wakes the replication loop (see [Engine.ReplicationNeeded]). Call it
+// after committing a transaction in which SnapshotTx, CloneTx, FreezeTx or
+// PlaceTx ran: it belongs after the commit because a closure may run more
+// than once, and a kick for a transaction that then failed would only wake
+// the loop for nothing. The plain forms kick by themselves.
+func (e *Engine) Kick() {
 	select {
 	case e.kick <- struct{}{}:
 	default:

@@ -10,9 +10,18 @@ import (
 	"github.com/deltadisk/deltadisk/internal/meta"
 )
 
-// writeBatchBlocks bounds the blocks one metadata transaction commits, so a
-// WriteAt of up to 4 MiB is atomic and larger ones commit in 4 MiB steps.
-const writeBatchBlocks = 64
+// writeBatchBlocks bounds the blocks one metadata transaction of WriteAt
+// or Zero commits. A write of up to 4 MiB that does not start on a block
+// boundary touches 65 blocks, so that is the bound: every such write is
+// atomic, and larger ones commit in steps of about 4 MiB.
+const writeBatchBlocks = 4<<20/BlockSize + 1
+
+// maxGuardedBlocks bounds the blocks a guarded write (WriteAtIf, ZeroIf)
+// changes, all in one commit: 256 MiB of blocks, far more than a Put Page
+// (4 MiB), while a transaction this size stays well within what the stores
+// handle at once. Zeroing touches only blocks that hold data, so ZeroIf
+// fits any range with data in fewer blocks than this.
+const maxGuardedBlocks = 4096
 
 // blockWrite is the new content of one whole block.
 type blockWrite struct {
@@ -46,21 +55,63 @@ const maxAttempts = 16
 // of 512 and inside the volume. When WriteAt returns nil the data and its
 // metadata are durable; a write of up to 4 MiB is atomic.
 func (e *Engine) WriteAt(ctx context.Context, id ID, p []byte, off int64) error {
-	return e.modify(ctx, id, off, int64(len(p)), p)
+	return e.WriteAtIf(ctx, id, p, off, nil)
 }
 
 // Zero sets [off, off+n) of a volume to zeros. Blocks it covers whole become
 // zero entries, which cost no chunk storage, and only blocks that hold data
 // are touched, so zeroing a large sparse range is cheap.
 func (e *Engine) Zero(ctx context.Context, id ID, off, n int64) error {
-	return e.modify(ctx, id, off, n, nil)
+	return e.ZeroIf(ctx, id, off, n, nil)
+}
+
+// WriteAtIf is [Engine.WriteAt] on condition: guard runs inside the
+// transaction that commits the write's metadata, and the whole write
+// becomes visible in that one commit, together with whatever guard wrote.
+// guard may read and write keys of its own (the caller's record of the
+// disk, its version) but must not touch the engine's; like any closure
+// given to [meta.Store.Update] it may run more than once and must have no
+// effect outside tx. If guard returns an error, nothing of the write is
+// visible (chunks already stored are left to GC, as any orphan) and
+// WriteAtIf returns that error unchanged. A write that changes more blocks
+// than one commit holds (far more than 4 MiB) is refused with
+// [ErrTooLarge], and nothing of it or of the guard commits. A nil guard
+// means WriteAt.
+func (e *Engine) WriteAtIf(ctx context.Context, id ID, p []byte, off int64, guard func(meta.Tx) error) error {
+	return e.modify(ctx, id, off, int64(len(p)), p, guard)
+}
+
+// ZeroIf is [Engine.Zero] on condition, as [Engine.WriteAtIf] is WriteAt.
+// Only blocks that hold data count towards [ErrTooLarge], so a large sparse
+// range fits in one commit. The blocks to clear are found in that commit,
+// so a write that commits before it is cleared whole. A nil guard means
+// Zero.
+func (e *Engine) ZeroIf(ctx context.Context, id ID, off, n int64, guard func(meta.Tx) error) error {
+	return e.modify(ctx, id, off, n, nil, guard)
+}
+
+// guarded is what a guarded write adds to its one commit.
+type guarded struct {
+	check func(meta.Tx) error
+	// [zeroFrom, zeroTo) is the run of whole blocks a ZeroIf clears. It is
+	// resolved inside the commit rather than by a walk before it: a block
+	// written in between would keep its data, so a concurrent write would
+	// survive in part and the two would not be one after the other.
+	zeroFrom, zeroTo uint64
+}
+
+// tooLarge is ErrTooLarge for the write at [off, off+n).
+func tooLarge(off, n int64) error {
+	return fmt.Errorf("%w: the write at offset %d of %d bytes changes more than %d blocks", ErrTooLarge, off, n, maxGuardedBlocks)
 }
 
 // modify writes src (or zeros when src is nil) over [off, off+n) of a volume.
 // It takes no lock: whole blocks commit as they are, and partial blocks are
 // merged optimistically, so concurrent writers to one volume share packs
-// and never wait for each other's I/O.
-func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte) error {
+// and never wait for each other's I/O. With a guard, everything commits at
+// once with it, even a write that changes nothing: the guard's own writes
+// (a new version, say) are due all the same.
+func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte, guard func(meta.Tx) error) error {
 	v, err := e.volumeView(ctx, id)
 	if err != nil {
 		return err
@@ -68,18 +119,28 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte) er
 	if err := checkRange(off, n, v.size); err != nil {
 		return err
 	}
+	var g *guarded
+	limit := writeBatchBlocks
+	if guard != nil {
+		g, limit = &guarded{check: guard}, maxGuardedBlocks
+	}
 	var batch []blockWrite
 	flush := func() error {
-		err := e.commitBatch(ctx, v, off, n, src, batch)
+		err := e.commitBatch(ctx, v, off, n, src, batch, g)
 		batch = batch[:0]
 		return err
 	}
 	add := func(w blockWrite) error {
-		batch = append(batch, w)
-		if len(batch) < writeBatchBlocks {
-			return nil
+		if len(batch) == limit {
+			if g != nil {
+				return tooLarge(off, n)
+			}
+			if err := flush(); err != nil {
+				return err
+			}
 		}
-		return flush()
+		batch = append(batch, w)
+		return nil
 	}
 	end := off + n
 	for pos := off; pos < end; {
@@ -95,13 +156,17 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte) er
 			// A run of whole blocks to zero: only those holding data
 			// need an entry.
 			bEnd := uint64(end / BlockSize)
+			hi = int64(bEnd) * BlockSize
+			if g != nil {
+				g.zeroFrom, g.zeroTo = b, bEnd
+				break
+			}
 			err := e.walkRange(ctx, id, b, bEnd, func(bv blockVal) error {
 				return add(blockWrite{b: bv.b})
 			})
 			if err != nil {
 				return err
 			}
-			hi = int64(bEnd) * BlockSize
 		default:
 			if err := add(blockWrite{b: b, partial: true, lo: pos, hi: hi}); err != nil {
 				return err
@@ -109,7 +174,7 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte) er
 		}
 		pos = hi
 	}
-	if len(batch) > 0 {
+	if len(batch) > 0 || g != nil {
 		return flush()
 	}
 	return nil
@@ -119,7 +184,7 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte) er
 // blocks are held under striped locks, so that writers of one block in this
 // process take turns; the commit's check catches any other change (a
 // whole-block write, another process) and the merge is redone.
-func (e *Engine) commitBatch(ctx context.Context, v view, off, n int64, src []byte, batch []blockWrite) error {
+func (e *Engine) commitBatch(ctx context.Context, v view, off, n int64, src []byte, batch []blockWrite, g *guarded) error {
 	lin, id := v.lin, v.id
 	var stripes []int
 	for _, w := range batch {
@@ -140,7 +205,7 @@ func (e *Engine) commitBatch(ctx context.Context, v view, off, n int64, src []by
 				}
 			}
 		}
-		err := e.commit(ctx, id, v.zones, off, n, batch)
+		err := e.commit(ctx, id, v.zones, off, n, batch, g)
 		if !errors.Is(err, errBlockChanged) || attempt == maxAttempts {
 			return err
 		}
@@ -183,11 +248,13 @@ func (e *Engine) volumeView(ctx context.Context, id ID) (view, error) {
 }
 
 // commit makes a batch of block writes durable: new chunks into packs
-// first, then one metadata transaction pointing the head at them.
-// zones is the volume's placement as the caller saw it; should Place have
-// changed it before the transaction, the chunks go to the new zones and
-// the commit is tried again, so no write commits into a stale placement.
-func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64, batch []blockWrite) error {
+// first, then one metadata transaction pointing the head at them, in which
+// a guarded write's check runs first, so that the caller's rules decide
+// before the engine's. zones is the volume's placement as the caller saw
+// it; should Place have changed it before the transaction, the chunks go
+// to the new zones and the commit is tried again, so no write commits into
+// a stale placement.
+func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64, batch []blockWrite, g *guarded) error {
 	for i := range batch {
 		w := &batch[i]
 		if w.data != nil && !isZero(w.data) {
@@ -200,6 +267,11 @@ func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64
 			return err
 		}
 		err = e.meta.Update(ctx, func(tx meta.Tx) error {
+			if g != nil {
+				if err := g.check(tx); err != nil {
+					return err
+				}
+			}
 			v, err := openView(tx, id)
 			if err != nil {
 				return err
@@ -220,6 +292,9 @@ func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64
 					return err
 				}
 			}
+			if g != nil {
+				return g.zeroRun(r, v, len(batch), off, n)
+			}
 			return nil
 		})
 		if (errors.Is(err, errChunkVanished) || errors.Is(err, errPlacementChanged)) && attempt < maxAttempts {
@@ -227,6 +302,28 @@ func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64
 		}
 		return err
 	}
+}
+
+// zeroRun clears the blocks of the guarded write's zero run that hold data,
+// n blocks having been written already; window by window, so that a run
+// over too many is refused before all of it is read.
+func (g *guarded) zeroRun(r *txReader, v view, n int, off, size int64) error {
+	for w := g.zeroFrom; w < g.zeroTo; w += windowBlocks {
+		win, err := r.allocated(v.lin, v.gen, w, min(w+windowBlocks, g.zeroTo))
+		if err != nil {
+			return err
+		}
+		if n += len(win); n > maxGuardedBlocks {
+			return tooLarge(off, size)
+		}
+		for _, bv := range win {
+			// A zero value needs no chunk, so no zone is asked for one.
+			if err := setBlock(r, v.lin, v.gen, nil, blockWrite{b: bv.b}, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // storeMissing writes each chunk of the batch into every zone of the
