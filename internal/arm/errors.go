@@ -8,6 +8,7 @@ import (
 
 	"github.com/deltadisk/deltadisk/internal/engine"
 	"github.com/deltadisk/deltadisk/internal/identity"
+	"github.com/deltadisk/deltadisk/internal/meta"
 	"github.com/deltadisk/deltadisk/internal/service"
 )
 
@@ -54,6 +55,13 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.As(err, &se):
 		status = statusOf(se.Kind)
 		detail = errorDetail{Code: se.Code, Message: se.Message, Target: se.Target}
+	case errors.Is(err, meta.ErrBusy):
+		// Contention, not a fault: nothing was written, and a retry a
+		// moment later (Azure's clients make it after Retry-After) goes
+		// through.
+		status = http.StatusServiceUnavailable
+		detail = errorDetail{Code: "ServerBusy", Message: "The server is busy with conflicting changes to the same resources; nothing was changed. Retry the request."}
+		w.Header().Set("Retry-After", "1")
 	case engine.NoSpace(err):
 		// 507, not a 500 or 503 that clients retry: a full store stays
 		// full until someone frees space. The log names the store and its

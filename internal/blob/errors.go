@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/deltadisk/deltadisk/internal/engine"
+	"github.com/deltadisk/deltadisk/internal/meta"
 	"github.com/deltadisk/deltadisk/internal/service"
 )
 
@@ -138,6 +139,11 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		ae = fromService(se)
 	case errors.Is(err, engine.ErrNotFound):
 		ae = blobNotFound("Its data no longer exists.")
+	case errors.Is(err, meta.ErrBusy):
+		// Contention, not a fault: nothing was written; the SDKs retry
+		// after Retry-After.
+		ae = errorf(http.StatusServiceUnavailable, "ServerBusy", "The server is currently unable to receive requests: too many conflicting changes to this disk. Please retry your request.").
+			withHeader("Retry-After", "1")
 	case engine.NoSpace(err):
 		// Not 503: clients retry that without end, and a full store stays
 		// full until someone frees space. The error names the store and

@@ -2,7 +2,9 @@ package blob_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/deltadisk/deltadisk/internal/chunks/chunkstest"
 	"github.com/deltadisk/deltadisk/internal/engine"
 	"github.com/deltadisk/deltadisk/internal/identity"
+	"github.com/deltadisk/deltadisk/internal/meta"
 	"github.com/deltadisk/deltadisk/internal/meta/bolt"
 	"github.com/deltadisk/deltadisk/internal/service"
 	"github.com/deltadisk/deltadisk/internal/vhd"
@@ -61,6 +65,22 @@ type fixture struct {
 	clock *clock
 	// faulty is the chunk backend, for tests that make storage fail.
 	faulty *chunkstest.FaultyBackend
+	// meta is the metadata store, which tests can make answer ErrBusy.
+	meta *busyStore
+}
+
+// busyStore is a metadata store whose Updates give up with meta.ErrBusy
+// while busy is set, as a contended PostgreSQL store does.
+type busyStore struct {
+	meta.Store
+	busy atomic.Bool
+}
+
+func (b *busyStore) Update(ctx context.Context, fn func(meta.Tx) error) error {
+	if b.busy.Load() {
+		return fmt.Errorf("test: %w", meta.ErrBusy)
+	}
+	return b.Store.Update(ctx, fn)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -74,9 +94,10 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ms.Close() })
+	f.meta = &busyStore{Store: ms}
 	f.faulty = chunkstest.Faulty(chunkstest.NewMem())
 	ecfg := engine.DefaultConfig()
-	ecfg.Meta = ms
+	ecfg.Meta = f.meta
 	// The fixture's disks are locally redundant in eastus: zone eastus-1.
 	ecfg.Zones, err = service.Zones(service.DefaultRegions(), func(zone string) (*chunks.Store, error) {
 		ccfg := chunks.DefaultConfig()
@@ -93,7 +114,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	scfg := service.DefaultConfig()
-	scfg.Meta, scfg.Engine = ms, f.eng
+	scfg.Meta, scfg.Engine = f.meta, f.eng
 	scfg.Subscriptions = []service.Subscription{{ID: sub, DisplayName: "one"}}
 	scfg.Now = f.clock.Now
 	if f.svc, err = service.Open(ctx, scfg); err != nil {
@@ -151,7 +172,11 @@ func (f *fixture) uploadDisk(t *testing.T, name string, size int64) *service.Res
 func (f *fixture) smallDisk(t *testing.T, name string) *service.Resource {
 	t.Helper()
 	r := f.uploadDisk(t, name, smallSize)
-	if err := f.svc.WriteFooter(t.Context(), r.ID(), 0, footer(t, smallSize)); err != nil {
+	g, err := f.svc.GrantAccess(t.Context(), r.ID(), service.AccessWrite, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.WritePages(t.Context(), g, smallSize, vhd.FooterSize, footer(t, smallSize), func(*service.Resource) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.svc.RevokeAccess(t.Context(), r.ID()); err != nil {

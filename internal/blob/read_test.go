@@ -164,7 +164,7 @@ func TestUploadDiskDownload(t *testing.T) {
 		t.Fatalf("tail before upload = %d %x..., want zeros", r.status, r.body[:min(len(r.body), 16)])
 	}
 	ft := footer(t, smallSize)
-	if err := f.svc.WriteFooter(t.Context(), u.ID(), 0, ft); err != nil {
+	if _, err := f.svc.WritePages(t.Context(), f.get(t, u.ID()), smallSize, vhd.FooterSize, ft, func(*service.Resource) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	r = f.do(t, request{url: sas, header: map[string]string{"Range": tail}})

@@ -119,10 +119,18 @@ func (h *handler) putPage(w http.ResponseWriter, r *http.Request, res *service.R
 		}
 	}
 
-	if err := h.write(r, res, off, n, data); err != nil {
-		return err
-	}
-	after, err := h.svc.Get(r.Context(), res.ID())
+	// The checks above ran on the resource as the request found it; the
+	// ones that a concurrent change could upset (the grant, the state,
+	// If-Match) run again in the write's own commit.
+	after, err := h.svc.WritePages(r.Context(), res, off, n, data, func(now *service.Resource) error {
+		switch {
+		case now.Grant.Access != service.AccessWrite:
+			return permissionMismatch("Put Page needs the SAS of a Write grant; this one grants %s access.", grantAccess(now))
+		case off+n > now.SizeBytes && !now.AwaitingUpload:
+			return invalidPageRange("The range %s reaches into the VHD footer at %d, which the server writes for a disk that is not awaiting an upload.", value, now.SizeBytes)
+		}
+		return checkConditions(r.Header, now, false)
+	})
 	if err != nil {
 		return err
 	}
@@ -138,37 +146,6 @@ func (h *handler) putPage(w http.ResponseWriter, r *http.Request, res *service.R
 	}
 	hdr.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
-	return nil
-}
-
-// write stores [off, off+n) of the blob: data (zeros when nil) into the
-// disk's image, and what lies past the disk's bytes into the uploaded
-// footer. Both are durable when write returns.
-func (h *handler) write(r *http.Request, res *service.Resource, off, n int64, data []byte) error {
-	ctx := r.Context()
-	if dataEnd := min(off+n, res.SizeBytes); off < dataEnd {
-		var err error
-		if data == nil {
-			err = h.eng.Zero(ctx, res.Image, off, dataEnd-off)
-		} else {
-			err = h.eng.WriteAt(ctx, res.Image, data[:dataEnd-off], off)
-		}
-		if err != nil {
-			return err
-		}
-		if err := h.svc.NoteWrite(ctx, res.ID()); err != nil {
-			return err
-		}
-	}
-	if off+n > res.SizeBytes {
-		// WriteFooter records the write itself (ETag and Last-Modified).
-		fo := max(off, res.SizeBytes)
-		p := make([]byte, off+n-fo)
-		if data != nil {
-			copy(p, data[fo-off:])
-		}
-		return h.svc.WriteFooter(ctx, res.ID(), int(fo-res.SizeBytes), p)
-	}
 	return nil
 }
 

@@ -187,6 +187,29 @@ func TestWriteUnattached(t *testing.T) {
 // that can pass (its directory lost, a remount under way) is answered 503
 // ServerBusy with Retry-After, which clients retry, and leaves the disk as
 // it was. A full or unwritable store is not this (TestPutPageNoSpace).
+// TestPutPageBusy: a Put Page whose commit kept losing conflicts is 503
+// ServerBusy with Retry-After, which the SDKs retry, and lands nothing.
+func TestPutPageBusy(t *testing.T) {
+	f := newFixture(t)
+	d := f.smallDisk(t, "d")
+	sas := f.grant(t, d.ID(), service.AccessWrite)
+	old := pattern(4096, 3)
+	if r := f.do(t, putPage(sas, "update", "bytes=0-4095", old, nil)); r.status != http.StatusCreated {
+		t.Fatalf("Put Page = %d %s", r.status, r.body)
+	}
+	f.meta.busy.Store(true)
+	r := f.do(t, putPage(sas, "update", "bytes=0-4095", pattern(4096, 4), nil))
+	f.meta.busy.Store(false)
+	wantError(t, r, http.StatusServiceUnavailable, "ServerBusy")
+	if r.header.Get("Retry-After") == "" {
+		t.Errorf("503 ServerBusy without Retry-After: %v", r.header)
+	}
+	got := make([]byte, 4096)
+	if err := f.eng.ReadAt(t.Context(), d.Image, got, 0); err != nil || !bytes.Equal(got, old) {
+		t.Fatalf("after the refused write the disk reads %x…, %v; want what it held", got[:8], err)
+	}
+}
+
 func TestPutPageZoneUnavailable(t *testing.T) {
 	f := newFixture(t)
 	d := f.smallDisk(t, "d")

@@ -18,6 +18,11 @@ var (
 	ErrReadOnly = errors.New("meta: write in a read-only transaction")
 	// ErrClosed is returned by [Store.View] and [Store.Update] after [Store.Close].
 	ErrClosed = errors.New("meta: store closed")
+	// ErrBusy is returned by [Store.Update] when its transaction kept
+	// losing serialization conflicts until a deadline (a few seconds,
+	// jittered): nothing was written, and the caller may retry later.
+	// A store with one writer at a time (bbolt) never returns it.
+	ErrBusy = errors.New("meta: store busy: too many conflicting transactions")
 )
 
 // Store is a transactional ordered key-value store. Keys sort bytewise.
@@ -28,7 +33,8 @@ type Store interface {
 	// Update runs fn in a read-write transaction and commits if fn returns
 	// nil; the commit is durable when Update returns. Transactions are
 	// serializable. Update may call fn more than once (after a serialization
-	// conflict), so fn must have no effect outside tx. An error from fn is
+	// conflict), so fn must have no effect outside tx; when conflicts go on
+	// past a deadline it gives up with ErrBusy. An error from fn is
 	// returned unchanged (comparable with errors.Is) and nothing is written.
 	Update(ctx context.Context, fn func(Tx) error) error
 	Close() error

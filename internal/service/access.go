@@ -32,66 +32,90 @@ func (s *Service) GrantAccess(ctx context.Context, id ResourceID, access string,
 	if seconds < 1 || seconds > maxGrantSeconds {
 		return nil, invalid("durationInSeconds", "durationInSeconds must be from 1 to %d; got %d.", maxGrantSeconds, seconds)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	now := s.now()
-	kind := strings.TrimSuffix(string(r.Kind), "s")
-	switch {
-	case r.Image == 0:
-		return nil, notAllowed("Snapshot '%s' is a copy that holds no data yet (or failed); grant access once its copy is complete.", r.Name)
-	case r.Attached != nil:
-		return nil, notAllowed("Disk '%s' is attached (held by %s); no access can be granted until it is detached.", r.Name, r.Attached.Holder)
-	case r.GrantActive(now):
-		return nil, notAllowed("The %s '%s' already has an active SAS (state %s); only one is allowed at a time. Revoke it first.", kind, r.Name, r.State(now))
-	case r.Kind == KindSnapshot && access == AccessWrite:
-		return nil, notAllowed("A snapshot is read-only: grant Read access to snapshot '%s'.", r.Name)
-	case r.AwaitingUpload && access == AccessRead:
-		return nil, notAllowed("Disk '%s' is awaiting its upload (state ReadyToUpload): grant Write access and upload the VHD first.", r.Name)
-	}
-	if r.Incremental {
-		n, err := s.activeInFamily(ctx, r.FamilyID, now)
+	var out *Resource
+	err := s.meta.Update(ctx, func(tx meta.Tx) error {
+		r, err := s.load(tx, id)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if n >= s.policy.MaxSASPerFamily {
-			return nil, notAllowed("%d snapshots of the incremental family of snapshot '%s' already have an active SAS; at most %d may at a time. Revoke one first.",
-				n, r.Name, s.policy.MaxSASPerFamily)
+		now := s.now()
+		kind := strings.TrimSuffix(string(r.Kind), "s")
+		switch {
+		case r.Image == 0:
+			return notAllowed("Snapshot '%s' is a copy that holds no data yet (or failed); grant access once its copy is complete.", r.Name)
+		case r.Attached != nil:
+			return notAllowed("Disk '%s' is attached (held by %s); no access can be granted until it is detached.", r.Name, r.Attached.Holder)
+		case r.GrantActive(now):
+			return notAllowed("The %s '%s' already has an active SAS (state %s); only one is allowed at a time. Revoke it first.", kind, r.Name, r.State(now))
+		case r.Kind == KindSnapshot && access == AccessWrite:
+			return notAllowed("A snapshot is read-only: grant Read access to snapshot '%s'.", r.Name)
+		case r.AwaitingUpload && access == AccessRead:
+			return notAllowed("Disk '%s' is awaiting its upload (state ReadyToUpload): grant Write access and upload the VHD first.", r.Name)
 		}
-	}
-	r.Grant = &Grant{ID: randomID(), Access: access, Start: now.UTC().Truncate(time.Second), Expiry: now.UTC().Add(time.Duration(seconds) * time.Second).Truncate(time.Second)}
-	err = s.meta.Update(ctx, func(tx meta.Tx) error {
+		if r.Incremental {
+			n, err := activeInFamily(tx, r.FamilyID, now)
+			if err != nil {
+				return err
+			}
+			if n >= s.policy.MaxSASPerFamily {
+				return notAllowed("%d snapshots of the incremental family of snapshot '%s' already have an active SAS; at most %d may at a time. Revoke one first.",
+					n, r.Name, s.policy.MaxSASPerFamily)
+			}
+		}
+		r.Grant = &Grant{ID: randomID(), Access: access, Start: now.UTC().Truncate(time.Second), Expiry: now.UTC().Add(time.Duration(seconds) * time.Second).Truncate(time.Second)}
 		if err := tx.Put(grantKey(r.Grant.ID), resourceKey(r.ID())); err != nil {
 			return err
 		}
-		return putRecord(tx, resourceKey(r.ID()), r)
+		out = r
+		return putResource(tx, r)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return r, nil
+	return out, nil
+}
+
+// dropGrantKey deletes the key of the grant id's stored record holds, in
+// force or expired: load settles an expired grant away, but not its key.
+func dropGrantKey(tx meta.Tx, id ResourceID) error {
+	var stored Resource
+	if ok, err := getRecord(tx, resourceKey(id), &stored); err != nil || !ok || stored.Grant == nil {
+		return err
+	}
+	return tx.Delete(grantKey(stored.Grant.ID))
+}
+
+// putResource stores r over its record, deleting the key of a grant the
+// record held and r no longer does (revoked, or expired and settled by
+// load), so that no grant key outlives its grant.
+func putResource(tx meta.Tx, r *Resource) error {
+	var stored Resource
+	ok, err := getRecord(tx, resourceKey(r.ID()), &stored)
+	if err != nil {
+		return err
+	}
+	if ok && stored.Grant != nil && (r.Grant == nil || r.Grant.ID != stored.Grant.ID) {
+		if err := tx.Delete(grantKey(stored.Grant.ID)); err != nil {
+			return err
+		}
+	}
+	return putRecord(tx, resourceKey(r.ID()), r)
 }
 
 // activeInFamily counts a family's snapshots with a grant in force.
-func (s *Service) activeInFamily(ctx context.Context, family string, now time.Time) (int, error) {
+func activeInFamily(tx meta.Tx, family string, now time.Time) (int, error) {
 	n := 0
-	err := s.meta.View(ctx, func(tx meta.Tx) error {
-		n = 0
-		p := familyPrefix(family)
-		return tx.Scan(p, prefixEnd(p), func(k, _ []byte) error {
-			var r Resource
-			ok, err := getRecord(tx, k[len(p):], &r)
-			if err != nil || !ok {
-				return err
-			}
-			if r.GrantActive(now) {
-				n++
-			}
-			return nil
-		})
+	p := familyPrefix(family)
+	err := tx.Scan(p, prefixEnd(p), func(k, _ []byte) error {
+		var r Resource
+		ok, err := getRecord(tx, k[len(p):], &r)
+		if err != nil || !ok {
+			return err
+		}
+		if r.GrantActive(now) {
+			n++
+		}
+		return nil
 	})
 	return n, err
 }
@@ -101,37 +125,29 @@ func (s *Service) activeInFamily(ctx context.Context, family string, now time.Ti
 // fixed VHD footer makes the disk Unattached, otherwise it stays
 // ReadyToUpload and RevokeAccess returns the reason, after revoking.
 func (s *Service) RevokeAccess(ctx context.Context, id ResourceID) (*Resource, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	var old string
-	if r.Grant != nil {
-		old = r.Grant.ID
-	}
-	r.Grant = nil
+	var out *Resource
 	var uploadErr error
-	if r.AwaitingUpload {
-		if uploadErr = uploadValid(r); uploadErr == nil {
-			r.AwaitingUpload = false
-		} else {
-			uploadErr = &Error{Kind: ErrInvalid, Code: "BadRequest", Message: "Disk '" + r.Name + "' stays ReadyToUpload: " + uploadErr.Error()}
+	err := s.meta.Update(ctx, func(tx meta.Tx) error {
+		r, err := s.load(tx, id)
+		if err != nil {
+			return err
 		}
-	}
-	err = s.meta.Update(ctx, func(tx meta.Tx) error {
-		if old != "" {
-			if err := tx.Delete(grantKey(old)); err != nil {
-				return err
+		r.Grant = nil
+		uploadErr = nil
+		if r.AwaitingUpload {
+			if uploadErr = uploadValid(r); uploadErr == nil {
+				r.AwaitingUpload = false
+			} else {
+				uploadErr = &Error{Kind: ErrInvalid, Code: "BadRequest", Message: "Disk '" + r.Name + "' stays ReadyToUpload: " + uploadErr.Error()}
 			}
 		}
-		return putRecord(tx, resourceKey(r.ID()), r)
+		out = r
+		return putResource(tx, r)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return r, uploadErr
+	return out, uploadErr
 }
 
 const keySystemGrant = "sS" // sS grantID → systemGrant
@@ -242,17 +258,7 @@ func (s *Service) Move(ctx context.Context, sub, group, targetGroupID string, id
 	if len(ids) == 0 {
 		return invalid("resources", "No resources to move.")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.GetGroup(ctx, sub, group); err != nil {
-		return err
-	}
-	target, err := s.GetGroup(ctx, tsub, tgroup)
-	if err != nil {
-		return err
-	}
-	now := s.now()
-	var moving []*Resource
+	var parsed []ResourceID
 	for _, raw := range ids {
 		id, err := ParseResourceID(raw)
 		if err != nil {
@@ -261,45 +267,52 @@ func (s *Service) Move(ctx context.Context, sub, group, targetGroupID string, id
 		if !strings.EqualFold(id.Subscription, sub) || !strings.EqualFold(id.Group, group) {
 			return invalid("resources", "Resource '%s' is not in resource group '%s'.", raw, group)
 		}
-		r, err := s.Get(ctx, id)
-		if err != nil {
-			return err
-		}
-		switch {
-		case r.Attached != nil:
-			return notAllowed("Disk '%s' is attached; detach it before moving it.", r.Name)
-		case r.Incremental:
-			return notAllowed("Incremental snapshot '%s' cannot be moved to another resource group or subscription.", r.Name)
-		case r.GrantActive(now):
-			return notAllowed("'%s' has an active SAS; revoke access before moving it.", r.Name)
-		}
-		moving = append(moving, r)
-	}
-	// Records are rewritten outside the transaction's closure, which may
-	// run more than once.
-	type move struct {
-		from, to []byte
-		rec      Resource
-	}
-	var moves []move
-	for _, r := range moving {
-		m := move{from: resourceKey(r.ID()), rec: *r}
-		m.rec.Group = target.Name
-		m.to = resourceKey(m.rec.ID())
-		moves = append(moves, m)
+		parsed = append(parsed, id)
 	}
 	return s.meta.Update(ctx, func(tx meta.Tx) error {
-		for _, m := range moves {
+		var g, target Group
+		if ok, err := getRecord(tx, groupKey(sub, group), &g); err != nil || !ok {
+			if err == nil {
+				err = groupNotFound(group)
+			}
+			return err
+		}
+		if ok, err := getRecord(tx, groupKey(tsub, tgroup), &target); err != nil || !ok {
+			if err == nil {
+				err = groupNotFound(tgroup)
+			}
+			return err
+		}
+		now := s.now()
+		for _, id := range parsed {
+			r, err := s.load(tx, id)
+			if err != nil {
+				return err
+			}
+			switch {
+			case r.Attached != nil:
+				return notAllowed("Disk '%s' is attached; detach it before moving it.", r.Name)
+			case r.Incremental:
+				return notAllowed("Incremental snapshot '%s' cannot be moved to another resource group or subscription.", r.Name)
+			case r.GrantActive(now):
+				return notAllowed("'%s' has an active SAS; revoke access before moving it.", r.Name)
+			}
+			if err := dropGrantKey(tx, r.ID()); err != nil { // an expired grant's
+				return err
+			}
+			from := resourceKey(r.ID())
+			r.Group = target.Name
+			to := resourceKey(r.ID())
 			var existing Resource
-			if ok, err := getRecord(tx, m.to, &existing); err != nil {
+			if ok, err := getRecord(tx, to, &existing); err != nil {
 				return err
 			} else if ok {
-				return &Error{Kind: ErrConflict, Code: "Conflict", Message: "Resource group '" + target.Name + "' already holds '" + m.rec.Name + "'."}
+				return &Error{Kind: ErrConflict, Code: "Conflict", Message: "Resource group '" + target.Name + "' already holds '" + r.Name + "'."}
 			}
-			if err := tx.Delete(m.from); err != nil {
+			if err := tx.Delete(from); err != nil {
 				return err
 			}
-			if err := putRecord(tx, m.to, &m.rec); err != nil {
+			if err := putRecord(tx, to, r); err != nil {
 				return err
 			}
 		}
@@ -307,42 +320,91 @@ func (s *Service) Move(ctx context.Context, sub, group, targetGroupID string, id
 	})
 }
 
-// WriteFooter writes p at offset off of the 512 bytes an upload writes past
-// an Upload disk's data: the VHD footer that revoking access validates.
-func (s *Service) WriteFooter(ctx context.Context, id ResourceID, off int, p []byte) error {
-	if off < 0 || off+len(p) > vhd.FooterSize {
-		return invalid("range", "The footer is %d bytes; a write at %d of %d bytes does not fit.", vhd.FooterSize, off, len(p))
+// WritePages writes a Put Page into the blob of the disk behind grant:
+// data at [off, off+n) (zeros when data is nil), the part past the disk's
+// bytes into an Upload disk's VHD footer. check vets the resource as the
+// commit sees it (the data plane's conditions and rules). The grant, the
+// disk's state, check and the new version are checked and written in the
+// one transaction that commits the blocks, so a revoke that commits first
+// makes the write fail whole, and one that commits after finds it done.
+// It returns the resource as the write left it.
+func (s *Service) WritePages(ctx context.Context, res *Resource, off, n int64, data []byte, check func(*Resource) error) (*Resource, error) {
+	if res.Grant == nil {
+		return nil, notFound("GrantNotFound", "The access grant does not exist or was revoked.")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	if !r.AwaitingUpload {
-		return notAllowed("Disk '%s' is not awaiting an upload; its VHD footer is the server's.", r.Name)
-	}
-	if len(r.Footer) != vhd.FooterSize {
-		r.Footer = make([]byte, vhd.FooterSize)
-	}
-	copy(r.Footer[off:], p)
-	r.Version++
-	r.Modified = s.now().UTC()
-	return s.meta.Update(ctx, func(tx meta.Tx) error { return putRecord(tx, resourceKey(r.ID()), r) })
-}
-
-// NoteWrite records that a disk's data changed through the data plane, so
-// that its ETag and Last-Modified change.
-func (s *Service) NoteWrite(ctx context.Context, id ResourceID) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.meta.Update(ctx, func(tx meta.Tx) error {
-		r, err := s.load(tx, id)
+	var out *Resource
+	guard := func(tx meta.Tx) error {
+		r, err := s.grantTarget(tx, res.Grant.ID)
 		if err != nil {
 			return err
 		}
+		switch {
+		case r.Image != res.Image || r.SizeBytes != res.SizeBytes:
+			// Neither changes while a grant is in force; a record that
+			// differs is another disk's.
+			return notFound("GrantNotFound", "The access grant's disk changed.")
+		case r.Grant.Access != AccessWrite:
+			return notAllowed("The grant of disk '%s' is for reading; writing needs a Write grant.", r.Name)
+		}
+		if err := check(r); err != nil {
+			return err
+		}
+		if end := off + n; end > r.SizeBytes {
+			if !r.AwaitingUpload {
+				return notAllowed("Disk '%s' is not awaiting an upload; its VHD footer is the server's.", r.Name)
+			}
+			fo := max(off, r.SizeBytes)
+			if end-r.SizeBytes > vhd.FooterSize {
+				return invalid("range", "The footer is %d bytes; a write to %d reaches past it.", vhd.FooterSize, end)
+			}
+			footer := make([]byte, vhd.FooterSize)
+			copy(footer, r.Footer)
+			if data != nil {
+				copy(footer[fo-r.SizeBytes:end-r.SizeBytes], data[fo-off:])
+			} else {
+				clear(footer[fo-r.SizeBytes : end-r.SizeBytes])
+			}
+			r.Footer = footer
+		}
 		r.Version++
 		r.Modified = s.now().UTC()
-		return putRecord(tx, resourceKey(r.ID()), r)
-	})
+		out = r
+		return putResource(tx, r)
+	}
+	var err error
+	switch dataEnd := min(off+n, res.SizeBytes); {
+	case off >= dataEnd: // the footer alone
+		err = s.meta.Update(ctx, guard)
+	case data == nil:
+		err = s.engine.ZeroIf(ctx, res.Image, off, dataEnd-off, guard)
+	default:
+		err = s.engine.WriteAtIf(ctx, res.Image, data[:dataEnd-off], off, guard)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// grantTarget loads the resource a user grant in force gives access to.
+func (s *Service) grantTarget(tx meta.Tx, grant string) (*Resource, error) {
+	key, err := tx.Get(grantKey(grant))
+	if errors.Is(err, meta.ErrNotFound) {
+		return nil, notFound("GrantNotFound", "The access grant does not exist or was revoked.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Resource
+	ok, err := getRecord(tx, key, &r)
+	if err == nil && !ok {
+		err = notFound("GrantNotFound", "The resource of the access grant no longer exists.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Grant == nil || r.Grant.ID != grant || !r.GrantActive(s.now()) {
+		return nil, notFound("GrantNotFound", "The access grant has expired or was revoked.")
+	}
+	return &r, nil
 }

@@ -18,39 +18,55 @@ type Attachment struct {
 // then takes no grants until Detach. Exposing its data (the NBD export) is
 // the caller's.
 func (s *Service) Attach(ctx context.Context, id ResourceID, holder string) (*Resource, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.Get(ctx, id)
+	var out *Resource
+	err := s.meta.Update(ctx, func(tx meta.Tx) error {
+		r, err := s.load(tx, id)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		switch {
+		case r.Kind != KindDisk:
+			return notAllowed("Only a disk can be attached; '%s' is a snapshot.", r.Name)
+		case r.Attached != nil:
+			return notAllowed("Disk '%s' is already attached (held by %s since %s); detach it first.", r.Name, r.Attached.Holder, r.Attached.Since.Format(time.RFC3339))
+		case r.State(now) != "Unattached":
+			return notAllowed("Disk '%s' is in state %s; only an Unattached disk can be attached.", r.Name, r.State(now))
+		}
+		r.Attached = &Attachment{Holder: holder, Since: now.UTC()}
+		out = r
+		return putResource(tx, r)
+	})
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
-	switch {
-	case r.Kind != KindDisk:
-		return nil, notAllowed("Only a disk can be attached; '%s' is a snapshot.", r.Name)
-	case r.Attached != nil:
-		return nil, notAllowed("Disk '%s' is already attached (held by %s since %s); detach it first.", r.Name, r.Attached.Holder, r.Attached.Since.Format(time.RFC3339))
-	case r.State(now) != "Unattached":
-		return nil, notAllowed("Disk '%s' is in state %s; only an Unattached disk can be attached.", r.Name, r.State(now))
-	}
-	r.Attached = &Attachment{Holder: holder, Since: now.UTC()}
-	return r, s.meta.Update(ctx, func(tx meta.Tx) error { return putRecord(tx, resourceKey(r.ID()), r) })
+	return out, nil
 }
 
 // Detach moves an attached disk back to Unattached. Detaching a disk that
-// is not attached is not an error.
+// is not attached is not an error. The disk's version moves: it may have
+// been written through its export, and a client holding its old ETag must
+// not be told nothing changed.
 func (s *Service) Detach(ctx context.Context, id ResourceID) (*Resource, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.Get(ctx, id)
+	var out *Resource
+	err := s.meta.Update(ctx, func(tx meta.Tx) error {
+		r, err := s.load(tx, id)
+		if err != nil {
+			return err
+		}
+		out = r
+		if r.Attached == nil {
+			return nil
+		}
+		r.Attached = nil
+		r.Version++
+		r.Modified = s.now().UTC()
+		return putResource(tx, r)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if r.Attached == nil {
-		return r, nil
-	}
-	r.Attached = nil
-	return r, s.meta.Update(ctx, func(tx meta.Tx) error { return putRecord(tx, resourceKey(r.ID()), r) })
+	return out, nil
 }
 
 // detachAll ends the attachments a restart left behind: the exports that

@@ -76,8 +76,9 @@ type copyLine struct {
 // minCopyStartVersion is the first api-version with CopyStart.
 const minCopyStartVersion = "2020-12-01"
 
-// copyStart creates the target of a cross-region copy and queues the copy.
-func (s *Service) copyStart(ctx context.Context, r *Resource, region Region, spec Spec) (*Resource, error) {
+// copyStart creates the target of a cross-region copy; Put queues the copy
+// once the transaction has committed.
+func (s *Service) copyStart(tx meta.Tx, r *Resource, region Region, spec Spec) (*Resource, error) {
 	if r.Kind != KindSnapshot {
 		return nil, invalid("properties.creationData.createOption", "createOption CopyStart creates a snapshot, not a disk.")
 	}
@@ -91,7 +92,7 @@ func (s *Service) copyStart(ctx context.Context, r *Resource, region Region, spe
 	if !strings.EqualFold(srcID.Subscription, r.Subscription) {
 		return nil, notAllowed("The source '%s' is in another subscription; CopyStart copies within a subscription.", srcID)
 	}
-	src, err := s.Get(ctx, srcID)
+	src, err := s.load(tx, srcID)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, notFound("ResourceNotFound", "The source snapshot '%s' was not found.", srcID)
@@ -117,7 +118,7 @@ func (s *Service) copyStart(ctx context.Context, r *Resource, region Region, spe
 		}
 		sku = c
 	}
-	active, err := s.activeCopies(ctx, r.Subscription, region.Name)
+	active, err := activeCopies(tx, r.Subscription, region.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -126,10 +127,7 @@ func (s *Service) copyStart(ctx context.Context, r *Resource, region Region, spe
 	}
 	lineKey := copyLineKey(r.Subscription, src.FamilyID, NormalizeLocation(region.Name))
 	var line copyLine
-	if err := s.meta.View(ctx, func(tx meta.Tx) error {
-		_, err := getRecord(tx, lineKey, &line)
-		return err
-	}); err != nil {
+	if _, err := getRecord(tx, lineKey, &line); err != nil {
 		return nil, err
 	}
 	switch {
@@ -141,53 +139,41 @@ func (s *Service) copyStart(ctx context.Context, r *Resource, region Region, spe
 	if line.Volume == 0 {
 		// The region's copy of the disk; each copied snapshot is placed
 		// by its own sku when it is sealed.
-		if line.Volume, err = s.engine.CreateVolume(ctx, src.SizeBytes, region.Placement(sku)...); err != nil {
+		if line.Volume, err = s.engine.CreateVolumeTx(tx, src.SizeBytes, region.Placement(sku)...); err != nil {
 			return nil, err
 		}
 		line.FamilyID = uuid.NewString()
-	} else if info, err := s.engine.Stat(ctx, line.Volume); err != nil {
+	} else if err := s.engine.GrowTx(tx, line.Volume, src.SizeBytes); err != nil && !errors.Is(err, engine.ErrBadSize) {
+		// The region's volume grows to hold the source; ErrBadSize says
+		// it is larger already, and stays so.
 		return nil, err
-	} else if info.Size < src.SizeBytes {
-		if err := s.engine.Grow(ctx, line.Volume, src.SizeBytes); err != nil {
-			return nil, err
-		}
 	}
 	r.Sku, r.SizeBytes, r.Incremental, r.FamilyID, r.OSType = sku, src.SizeBytes, true, line.FamilyID, src.OSType
 	r.CreationData.SourceResourceID, r.CreationData.SourceUniqueID = src.ID().String(), src.UniqueID
 	r.Copy = &CopyState{Started: s.now().UTC()}
 	line.Active = r.ID().String()
-	err = s.meta.Update(ctx, func(tx meta.Tx) error {
-		if err := putRecord(tx, lineKey, &line); err != nil {
-			return err
-		}
-		if err := putRecord(tx, resourceKey(r.ID()), r); err != nil {
-			return err
-		}
-		return tx.Put(familyKey(r.FamilyID, r.ID()), nil)
-	})
-	if err != nil {
+	if err := putRecord(tx, lineKey, &line); err != nil {
 		return nil, err
 	}
-	s.queueCopy(r.ID())
-	return r, nil
+	if err := putRecord(tx, resourceKey(r.ID()), r); err != nil {
+		return nil, err
+	}
+	return r, tx.Put(familyKey(r.FamilyID, r.ID()), nil)
 }
 
 // activeCopies counts the copies running into a region in a subscription.
-func (s *Service) activeCopies(ctx context.Context, sub, region string) (int, error) {
+func activeCopies(tx meta.Tx, sub, region string) (int, error) {
 	n := 0
-	err := s.meta.View(ctx, func(tx meta.Tx) error {
-		n = 0
-		p := resourcesPrefix(sub, "", "")
-		return tx.Scan(p, prefixEnd(p), func(k, v []byte) error {
-			var r Resource
-			if err := unmarshal(k, v, &r); err != nil {
-				return err
-			}
-			if r.Copy != nil && !r.Copy.Done && NormalizeLocation(r.Location) == NormalizeLocation(region) {
-				n++
-			}
-			return nil
-		})
+	p := resourcesPrefix(sub, "", "")
+	err := tx.Scan(p, prefixEnd(p), func(k, v []byte) error {
+		var r Resource
+		if err := unmarshal(k, v, &r); err != nil {
+			return err
+		}
+		if r.Copy != nil && !r.Copy.Done && NormalizeLocation(r.Location) == NormalizeLocation(region) {
+			n++
+		}
+		return nil
 	})
 	return n, err
 }
@@ -388,19 +374,22 @@ func (s *Service) runCopy(ctx context.Context, id ResourceID, t Transport) error
 	if err != nil {
 		return s.failCopy(ctx, id, err)
 	}
-	snap, err := s.engine.Snapshot(ctx, line.Volume, reg.Placement(target.Sku)...)
+	// The copy's data is sealed in the transaction that marks it done, so
+	// no snapshot is taken for a copy that is not recorded as finished.
+	err = s.finishCopy(ctx, id, &st, nil, func(tx meta.Tx, r *Resource, l *copyLine) error {
+		snap, err := s.engine.SnapshotTx(tx, line.Volume, reg.Placement(target.Sku)...)
+		r.Image = snap
+		l.LastSource, l.LastSourceTime = src.ID().String(), src.TimeCreated
+		return err
+	})
 	if err != nil {
 		return s.failCopy(ctx, id, err)
 	}
-	return s.finishCopy(ctx, id, &st, nil, func(r *Resource, l *copyLine) {
-		r.Image = snap
-		l.LastSource, l.LastSourceTime = src.ID().String(), src.TimeCreated
-	})
+	s.engine.Kick()
+	return nil
 }
 
 func (s *Service) saveCopy(ctx context.Context, id ResourceID, st CopyState) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.meta.Update(ctx, func(tx meta.Tx) error {
 		var r Resource
 		ok, err := getRecord(tx, resourceKey(id), &r)
@@ -437,9 +426,7 @@ func (s *Service) failCopy(ctx context.Context, id ResourceID, err error) error 
 // finishCopy ends a copy, successful (ce nil) or not, releasing its line.
 // st, when set, replaces the recorded progress; seal, when set, records the
 // copied data (on success).
-func (s *Service) finishCopy(ctx context.Context, id ResourceID, st *CopyState, ce *CopyError, seal func(*Resource, *copyLine)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *Service) finishCopy(ctx context.Context, id ResourceID, st *CopyState, ce *CopyError, seal func(meta.Tx, *Resource, *copyLine) error) error {
 	return s.meta.Update(ctx, func(tx meta.Tx) error {
 		var r Resource
 		ok, err := getRecord(tx, resourceKey(id), &r)
@@ -467,7 +454,9 @@ func (s *Service) finishCopy(ctx context.Context, id ResourceID, st *CopyState, 
 			next = *st
 		}
 		if seal != nil {
-			seal(&r, &line)
+			if err := seal(tx, &r, &line); err != nil {
+				return err
+			}
 		}
 		next.Done, next.Finished, next.Error = true, s.now().UTC(), ce
 		if ce == nil {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/deltadisk/deltadisk/internal/engine"
 	"github.com/deltadisk/deltadisk/internal/meta"
 )
 
@@ -49,8 +50,6 @@ func (s *Service) PutGroup(ctx context.Context, sub, name, location string, tags
 	if err := checkTags(tags); err != nil {
 		return nil, false, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var g Group
 	created := false
 	err := s.meta.Update(ctx, func(tx meta.Tx) error {
@@ -119,43 +118,41 @@ func (s *Service) ListGroups(ctx context.Context, sub string) ([]*Group, error) 
 // DeleteGroup deletes a resource group with every disk and snapshot in it,
 // active grants included, and its deployments' records. It reports whether the group existed.
 func (s *Service) DeleteGroup(ctx context.Context, sub, name string) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var members []*Resource
 	found := false
-	err := s.meta.View(ctx, func(tx meta.Tx) error {
-		members = members[:0]
+	var rels []engine.Release
+	err := s.meta.Update(ctx, func(tx meta.Tx) error {
+		rels = rels[:0]
 		var g Group
 		var err error
 		if found, err = getRecord(tx, groupKey(sub, name), &g); err != nil || !found {
 			return err
 		}
+		var members []*Resource
 		p := resourcesPrefix(sub, name, "")
-		return tx.Scan(p, prefixEnd(p), func(k, v []byte) error {
+		if err := tx.Scan(p, prefixEnd(p), func(k, v []byte) error {
 			var r Resource
 			if err := unmarshal(k, v, &r); err != nil {
 				return err
 			}
 			members = append(members, &r)
 			return nil
-		})
-	})
-	if err != nil || !found {
-		return false, err
-	}
-	for _, r := range members {
-		if r.Attached != nil {
-			return true, notAllowed("Disk '%s' in resource group '%s' is attached (held by %s); detach it before deleting the group.", r.Name, name, r.Attached.Holder)
+		}); err != nil {
+			return err
 		}
-	}
-	for _, r := range members {
-		if err := s.deleteLocked(ctx, r); err != nil {
-			return true, err
+		for _, r := range members {
+			if r.Attached != nil {
+				return notAllowed("Disk '%s' in resource group '%s' is attached (held by %s); detach it before deleting the group.", r.Name, name, r.Attached.Holder)
+			}
 		}
-	}
-	return true, s.meta.Update(ctx, func(tx meta.Tx) error {
+		for _, r := range members {
+			rel, err := s.deleteTx(tx, r)
+			if err != nil {
+				return err
+			}
+			rels = append(rels, rel)
+		}
 		var keys [][]byte
-		p := deploymentsPrefix(sub, name)
+		p = deploymentsPrefix(sub, name)
 		if err := tx.Scan(p, prefixEnd(p), func(k, _ []byte) error {
 			keys = append(keys, append([]byte(nil), k...))
 			return nil
@@ -169,6 +166,11 @@ func (s *Service) DeleteGroup(ctx context.Context, sub, name string) (bool, erro
 		}
 		return nil
 	})
+	if err != nil {
+		return found, err
+	}
+	s.collect(ctx, rels...)
+	return found, nil
 }
 
 // prefixEnd returns the smallest key above every key starting with p.

@@ -240,44 +240,57 @@ func (s *Service) Put(ctx context.Context, id ResourceID, spec Spec) (*Resource,
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	existing, err := s.Get(ctx, id)
-	switch {
-	case err == nil:
-		return s.updateLocked(ctx, existing, spec)
-	case !errors.Is(err, ErrNotFound):
-		return nil, err
-	}
-	var se *Error
-	if errors.As(err, &se) && se.Code == "ResourceGroupNotFound" {
-		return nil, err
-	}
-	r := &Resource{
-		Kind: id.Kind, Subscription: id.Subscription, Group: id.Group, Name: id.Name,
-		Location: spec.Location, Tags: spec.Tags, UniqueID: uuid.NewString(), TimeCreated: s.now().UTC(),
-		OSType: spec.OSType, HyperVGeneration: spec.HyperVGeneration,
-	}
-	if r.HyperVGeneration == "" {
-		r.HyperVGeneration = "V1"
-	}
 	opt, ok := canonical([]string{createEmpty, createCopy, createUpload, createCopyStart}, spec.CreationData.CreateOption)
-	if !ok {
-		return nil, invalid("properties.creationData.createOption", "createOption '%s' is not supported; use Empty, Copy or Upload.", spec.CreationData.CreateOption)
+	var out *Resource
+	err = s.meta.Update(ctx, func(tx meta.Tx) error {
+		existing, err := s.load(tx, id)
+		switch {
+		case err == nil:
+			out, err = s.updateTx(tx, existing, spec)
+			return err
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		var se *Error
+		if errors.As(err, &se) && se.Code == "ResourceGroupNotFound" {
+			return err
+		}
+		r := &Resource{
+			Kind: id.Kind, Subscription: id.Subscription, Group: id.Group, Name: id.Name,
+			Location: spec.Location, Tags: spec.Tags, UniqueID: uuid.NewString(), TimeCreated: s.now().UTC(),
+			OSType: spec.OSType, HyperVGeneration: spec.HyperVGeneration,
+		}
+		if r.HyperVGeneration == "" {
+			r.HyperVGeneration = "V1"
+		}
+		if !ok {
+			return invalid("properties.creationData.createOption", "createOption '%s' is not supported; use Empty, Copy or Upload.", spec.CreationData.CreateOption)
+		}
+		r.CreationData.CreateOption = opt
+		switch {
+		case opt == createCopyStart:
+			out, err = s.copyStart(tx, r, region, spec)
+		case opt == createCopy:
+			out, err = s.createCopy(tx, r, region, spec)
+		case id.Kind == KindSnapshot:
+			err = invalid("properties.creationData.createOption", "A snapshot is created with createOption Copy from a disk or snapshot, not %s.", opt)
+		case opt == createEmpty:
+			out, err = s.createEmpty(tx, r, region, spec)
+		default:
+			out, err = s.createUpload(tx, r, region, spec)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	r.CreationData.CreateOption = opt
-	switch {
-	case opt == createCopyStart:
-		return s.copyStart(ctx, r, region, spec)
-	case opt == createCopy:
-		return s.createCopy(ctx, r, region, spec)
-	case id.Kind == KindSnapshot:
-		return nil, invalid("properties.creationData.createOption", "A snapshot is created with createOption Copy from a disk or snapshot, not %s.", opt)
-	case opt == createEmpty:
-		return s.createEmpty(ctx, r, region, spec)
-	default:
-		return s.createUpload(ctx, r, region, spec)
+	// Work that follows the commit: what the transaction may have placed
+	// needs replicating, and a CopyStart target its copy.
+	s.engine.Kick()
+	if out.Copy != nil && !out.Copy.Done {
+		s.queueCopy(out.ID())
 	}
+	return out, nil
 }
 
 func (s *Service) diskSku(region Region, sku string) (string, error) {
@@ -294,7 +307,7 @@ func (s *Service) diskSku(region Region, sku string) (string, error) {
 	return c, nil
 }
 
-func (s *Service) createEmpty(ctx context.Context, r *Resource, region Region, spec Spec) (*Resource, error) {
+func (s *Service) createEmpty(tx meta.Tx, r *Resource, region Region, spec Spec) (*Resource, error) {
 	if spec.DiskSizeGB < 1 || spec.DiskSizeGB > maxDiskSizeGB {
 		return nil, invalid("properties.diskSizeGB", "diskSizeGB must be a whole number of GiB from 1 to %d for createOption Empty; got %d.", maxDiskSizeGB, spec.DiskSizeGB)
 	}
@@ -303,13 +316,13 @@ func (s *Service) createEmpty(ctx context.Context, r *Resource, region Region, s
 		return nil, err
 	}
 	r.Sku, r.SizeBytes, r.FamilyID = sku, spec.DiskSizeGB<<30, uuid.NewString()
-	if r.Image, err = s.engine.CreateVolume(ctx, r.SizeBytes, region.Placement(sku)...); err != nil {
+	if r.Image, err = s.engine.CreateVolumeTx(tx, r.SizeBytes, region.Placement(sku)...); err != nil {
 		return nil, err
 	}
-	return r, s.insert(ctx, r, nil)
+	return r, s.insert(tx, r, nil)
 }
 
-func (s *Service) createUpload(ctx context.Context, r *Resource, region Region, spec Spec) (*Resource, error) {
+func (s *Service) createUpload(tx meta.Tx, r *Resource, region Region, spec Spec) (*Resource, error) {
 	n := spec.CreationData.UploadSizeBytes
 	if n < minUploadBytes || n > maxUploadBytes || (n-vhd.FooterSize)%uploadSizeUnit != 0 {
 		return nil, invalid("properties.creationData.uploadSizeBytes",
@@ -321,14 +334,14 @@ func (s *Service) createUpload(ctx context.Context, r *Resource, region Region, 
 	}
 	r.Sku, r.SizeBytes, r.FamilyID, r.AwaitingUpload = sku, n-vhd.FooterSize, uuid.NewString(), true
 	r.CreationData.UploadSizeBytes = n
-	if r.Image, err = s.engine.CreateVolume(ctx, r.SizeBytes, region.Placement(sku)...); err != nil {
+	if r.Image, err = s.engine.CreateVolumeTx(tx, r.SizeBytes, region.Placement(sku)...); err != nil {
 		return nil, err
 	}
-	return r, s.insert(ctx, r, nil)
+	return r, s.insert(tx, r, nil)
 }
 
 // createCopy makes a disk or snapshot from a source disk or snapshot.
-func (s *Service) createCopy(ctx context.Context, r *Resource, region Region, spec Spec) (*Resource, error) {
+func (s *Service) createCopy(tx meta.Tx, r *Resource, region Region, spec Spec) (*Resource, error) {
 	srcID, err := ParseResourceID(spec.CreationData.SourceResourceID)
 	if err != nil {
 		return nil, invalid("properties.creationData.sourceResourceId", "createOption Copy needs sourceResourceId, the id of a disk or snapshot: %v.", err)
@@ -336,7 +349,7 @@ func (s *Service) createCopy(ctx context.Context, r *Resource, region Region, sp
 	if !strings.EqualFold(srcID.Subscription, r.Subscription) {
 		return nil, notAllowed("The source '%s' is in subscription %s; a disk or snapshot is copied only from a source in its own subscription (%s).", srcID, srcID.Subscription, r.Subscription)
 	}
-	src, err := s.Get(ctx, srcID)
+	src, err := s.load(tx, srcID)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, notFound("ResourceNotFound", "The source resource '%s' was not found.", srcID)
@@ -352,15 +365,15 @@ func (s *Service) createCopy(ctx context.Context, r *Resource, region Region, sp
 		return nil, notAllowed("The source disk '%s' is awaiting an upload (state %s) and holds no data to copy.", src.Name, src.State(s.now()))
 	}
 	if r.Kind == KindDisk {
-		return s.copyToDisk(ctx, r, region, spec, src)
+		return s.copyToDisk(tx, r, region, spec, src)
 	}
 	if spec.Incremental {
-		return s.incrementalSnapshot(ctx, r, region, spec, src)
+		return s.incrementalSnapshot(tx, r, region, spec, src)
 	}
-	return s.fullSnapshot(ctx, r, region, spec, src)
+	return s.fullSnapshot(tx, r, region, spec, src)
 }
 
-func (s *Service) copyToDisk(ctx context.Context, r *Resource, region Region, spec Spec, src *Resource) (*Resource, error) {
+func (s *Service) copyToDisk(tx meta.Tx, r *Resource, region Region, spec Spec, src *Resource) (*Resource, error) {
 	sku, err := s.diskSku(region, spec.Sku)
 	if err != nil {
 		return nil, err
@@ -378,13 +391,13 @@ func (s *Service) copyToDisk(ctx context.Context, r *Resource, region Region, sp
 	if r.OSType == "" {
 		r.OSType = src.OSType
 	}
-	if r.Image, err = s.engine.Clone(ctx, src.Image, r.SizeBytes, region.Placement(sku)...); err != nil {
+	if r.Image, err = s.engine.CloneTx(tx, src.Image, r.SizeBytes, region.Placement(sku)...); err != nil {
 		return nil, err
 	}
-	return r, s.insert(ctx, r, nil)
+	return r, s.insert(tx, r, nil)
 }
 
-func (s *Service) fullSnapshot(ctx context.Context, r *Resource, region Region, spec Spec, src *Resource) (*Resource, error) {
+func (s *Service) fullSnapshot(tx meta.Tx, r *Resource, region Region, spec Spec, src *Resource) (*Resource, error) {
 	sku := "Standard_LRS"
 	if spec.Sku != "" {
 		var ok bool
@@ -403,15 +416,15 @@ func (s *Service) fullSnapshot(ctx context.Context, r *Resource, region Region, 
 		r.OSType = src.OSType
 	}
 	var err error
-	if r.Image, err = s.engine.Freeze(ctx, src.Image, region.Placement(sku)...); err != nil {
+	if r.Image, err = s.engine.FreezeTx(tx, src.Image, region.Placement(sku)...); err != nil {
 		return nil, err
 	}
-	return r, s.insert(ctx, r, nil)
+	return r, s.insert(tx, r, nil)
 }
 
 // incrementalSnapshot applies every rule of the feature, then seals the
 // disk's head generation.
-func (s *Service) incrementalSnapshot(ctx context.Context, r *Resource, region Region, spec Spec, disk *Resource) (*Resource, error) {
+func (s *Service) incrementalSnapshot(tx meta.Tx, r *Resource, region Region, spec Spec, disk *Resource) (*Resource, error) {
 	now := s.now()
 	if disk.Kind != KindDisk {
 		return nil, notAllowed("An incremental snapshot is taken of a disk; '%s' is a snapshot. Create a full snapshot from it, or an incremental snapshot of its disk.", disk.ID())
@@ -448,7 +461,7 @@ func (s *Service) incrementalSnapshot(ctx context.Context, r *Resource, region R
 		return nil, notAllowed("Disk '%s' already has %d incremental snapshots created in the last %v; at most %d are allowed per %v. Retry later.",
 			disk.Name, len(recent), window, s.policy.SnapshotRateCount, window)
 	}
-	n, err := s.familySize(ctx, disk.FamilyID)
+	n, err := familySize(tx, disk.FamilyID)
 	if err != nil {
 		return nil, err
 	}
@@ -461,52 +474,41 @@ func (s *Service) incrementalSnapshot(ctx context.Context, r *Resource, region R
 	}
 	// A zone-redundant snapshot of a locally-redundant disk is taken at
 	// once; the engine fills the other zones in the background.
-	if r.Image, err = s.engine.Snapshot(ctx, disk.Image, region.Placement(sku)...); err != nil {
+	if r.Image, err = s.engine.SnapshotTx(tx, disk.Image, region.Placement(sku)...); err != nil {
 		return nil, err
 	}
 	disk.RecentSnapshots = append(recent, now.UTC())
-	return r, s.insert(ctx, r, disk)
+	return r, s.insert(tx, r, disk)
 }
 
 // familySize counts the incremental snapshots of a family.
-func (s *Service) familySize(ctx context.Context, family string) (int, error) {
+func familySize(tx meta.Tx, family string) (int, error) {
 	n := 0
-	err := s.meta.View(ctx, func(tx meta.Tx) error {
-		n = 0
-		p := familyPrefix(family)
-		return tx.Scan(p, prefixEnd(p), func(_, _ []byte) error { n++; return nil })
-	})
+	p := familyPrefix(family)
+	err := tx.Scan(p, prefixEnd(p), func(_, _ []byte) error { n++; return nil })
 	return n, err
 }
 
-// insert stores a new resource (and an updated source disk); if that
-// fails, the engine image it made is released.
-func (s *Service) insert(ctx context.Context, r *Resource, disk *Resource) error {
-	err := s.meta.Update(ctx, func(tx meta.Tx) error {
-		if err := putRecord(tx, resourceKey(r.ID()), r); err != nil {
+// insert stores a new resource (and an updated source disk) in the
+// transaction that made its image.
+func (s *Service) insert(tx meta.Tx, r *Resource, disk *Resource) error {
+	if err := putRecord(tx, resourceKey(r.ID()), r); err != nil {
+		return err
+	}
+	if r.Incremental {
+		if err := tx.Put(familyKey(r.FamilyID, r.ID()), nil); err != nil {
 			return err
 		}
-		if r.Incremental {
-			if err := tx.Put(familyKey(r.FamilyID, r.ID()), nil); err != nil {
-				return err
-			}
-		}
-		if disk != nil {
-			return putRecord(tx, resourceKey(disk.ID()), disk)
-		}
-		return nil
-	})
-	if err != nil {
-		if derr := s.engine.Delete(context.WithoutCancel(ctx), r.Image); derr != nil {
-			s.log.Error("releasing the image of a resource that was not stored", "image", r.Image, "err", derr)
-		}
 	}
-	return err
+	if disk != nil {
+		return putResource(tx, disk)
+	}
+	return nil
 }
 
-// updateLocked applies a PUT to an existing resource: only tags, sku and a
+// updateTx applies a PUT to an existing resource: only tags, sku and a
 // larger size may change.
-func (s *Service) updateLocked(ctx context.Context, r *Resource, spec Spec) (*Resource, error) {
+func (s *Service) updateTx(tx meta.Tx, r *Resource, spec Spec) (*Resource, error) {
 	changed := func(target, was, now string) error {
 		return &Error{Kind: ErrConflict, Code: "PropertyChangeNotAllowed", Target: target,
 			Message: fmt.Sprintf("Changing property '%s' is not allowed: it is '%s', the request says '%s'.", target, was, now)}
@@ -531,7 +533,7 @@ func (s *Service) updateLocked(ctx context.Context, r *Resource, spec Spec) (*Re
 	if r.Kind == KindDisk && cd.CreateOption != createUpload {
 		p.DiskSizeGB = spec.DiskSizeGB
 	}
-	return s.patchLocked(ctx, r, p)
+	return s.patchTx(tx, r, p)
 }
 
 // Patch updates tags, sku or size of a disk or snapshot.
@@ -539,16 +541,23 @@ func (s *Service) Patch(ctx context.Context, id ResourceID, p Patch) (*Resource,
 	if err := checkTags(p.Tags); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.Get(ctx, id)
+	var out *Resource
+	err := s.meta.Update(ctx, func(tx meta.Tx) error {
+		r, err := s.load(tx, id)
+		if err != nil {
+			return err
+		}
+		out, err = s.patchTx(tx, r, p)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	return s.patchLocked(ctx, r, p)
+	s.engine.Kick() // a sku change may have placed the data in new zones
+	return out, nil
 }
 
-func (s *Service) patchLocked(ctx context.Context, r *Resource, p Patch) (*Resource, error) {
+func (s *Service) patchTx(tx meta.Tx, r *Resource, p Patch) (*Resource, error) {
 	region, err := s.Region(r.Location)
 	if err != nil {
 		return nil, err
@@ -581,20 +590,20 @@ func (s *Service) patchLocked(ctx context.Context, r *Resource, p Patch) (*Resou
 		// A change between LRS and ZRS moves the data: the engine fills
 		// the new zones in the background (completionPercent shows it).
 		if r.Image != 0 {
-			if err := s.engine.Place(ctx, r.Image, region.Placement(r.Sku)...); err != nil {
+			if err := s.engine.PlaceTx(tx, r.Image, region.Placement(r.Sku)...); err != nil {
 				return nil, err
 			}
 		}
 	}
 	if p.DiskSizeGB != 0 && p.DiskSizeGB<<30 != r.SizeBytes {
-		if err := s.resize(ctx, r, p.DiskSizeGB); err != nil {
+		if err := s.resize(tx, r, p.DiskSizeGB); err != nil {
 			return nil, err
 		}
 	}
-	return r, s.meta.Update(ctx, func(tx meta.Tx) error { return putRecord(tx, resourceKey(r.ID()), r) })
+	return r, putResource(tx, r)
 }
 
-func (s *Service) resize(ctx context.Context, r *Resource, gb int64) error {
+func (s *Service) resize(tx meta.Tx, r *Resource, gb int64) error {
 	now := s.now()
 	switch {
 	case r.Kind != KindDisk:
@@ -606,7 +615,7 @@ func (s *Service) resize(ctx context.Context, r *Resource, gb int64) error {
 	case r.GrantActive(now) || r.AwaitingUpload || r.Attached != nil:
 		return notAllowed("Disk '%s' is in state %s; a disk is resized only when Unattached.", r.Name, r.State(now))
 	}
-	if err := s.engine.Grow(ctx, r.Image, gb<<30); err != nil {
+	if err := s.engine.GrowTx(tx, r.Image, gb<<30); err != nil {
 		return err
 	}
 	r.SizeBytes, r.Resized = gb<<30, true
@@ -616,56 +625,74 @@ func (s *Service) resize(ctx context.Context, r *Resource, gb int64) error {
 // Delete deletes a disk or snapshot and reports whether it existed.
 // Deleting a disk leaves its incremental snapshots intact.
 func (s *Service) Delete(ctx context.Context, id ResourceID) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.Get(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		var se *Error
-		if errors.As(err, &se) && se.Code == "ResourceGroupNotFound" {
-			return false, err
-		}
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if r.Attached != nil {
-		return true, notAllowed("Disk '%s' is attached (held by %s); detach it before deleting it.", r.Name, r.Attached.Holder)
-	}
-	if r.GrantActive(s.now()) {
-		return true, notAllowed("%s '%s' has an active SAS (state %s); revoke access before deleting it.", strings.TrimSuffix(string(r.Kind), "s"), r.Name, r.State(s.now()))
-	}
-	return true, s.deleteLocked(ctx, r)
-}
-
-// deleteLocked removes the record first: a crash before the engine
-// delete leaves an unreferenced image, which Open reconciles away.
-func (s *Service) deleteLocked(ctx context.Context, r *Resource) error {
+	found := false
+	var rel engine.Release
 	err := s.meta.Update(ctx, func(tx meta.Tx) error {
-		if r.Grant != nil {
-			if err := tx.Delete(grantKey(r.Grant.ID)); err != nil {
+		found, rel = false, engine.Release{}
+		r, err := s.load(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			var se *Error
+			if errors.As(err, &se) && se.Code == "ResourceGroupNotFound" {
 				return err
 			}
+			return nil
 		}
-		if r.Incremental {
-			if err := tx.Delete(familyKey(r.FamilyID, r.ID())); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
-		if r.Copy != nil && !r.Copy.Done {
-			if err := s.releaseLines(tx, r.ID()); err != nil {
-				return err
-			}
+		found = true
+		now := s.now()
+		if r.Attached != nil {
+			return notAllowed("Disk '%s' is attached (held by %s); detach it before deleting it.", r.Name, r.Attached.Holder)
 		}
-		return tx.Delete(resourceKey(r.ID()))
+		if r.GrantActive(now) {
+			return notAllowed("%s '%s' has an active SAS (state %s); revoke access before deleting it.", strings.TrimSuffix(string(r.Kind), "s"), r.Name, r.State(now))
+		}
+		rel, err = s.deleteTx(tx, r)
+		return err
 	})
 	if err != nil {
-		return err
+		return found, err
+	}
+	s.collect(ctx, rel)
+	return found, nil
+}
+
+// deleteTx removes a resource's records and marks its image deleted in the
+// same transaction; the image's blocks are collected after the commit
+// (collect), or at the next start if the process dies first.
+func (s *Service) deleteTx(tx meta.Tx, r *Resource) (engine.Release, error) {
+	if err := dropGrantKey(tx, r.ID()); err != nil {
+		return engine.Release{}, err
+	}
+	if r.Incremental {
+		if err := tx.Delete(familyKey(r.FamilyID, r.ID())); err != nil {
+			return engine.Release{}, err
+		}
+	}
+	if r.Copy != nil && !r.Copy.Done {
+		if err := s.releaseLines(tx, r.ID()); err != nil {
+			return engine.Release{}, err
+		}
+	}
+	if err := tx.Delete(resourceKey(r.ID())); err != nil {
+		return engine.Release{}, err
 	}
 	if r.Image == 0 { // a copy target still waiting for its data
-		return nil
+		return engine.Release{}, nil
 	}
-	return s.engine.Delete(ctx, r.Image)
+	return s.engine.DeleteTx(tx, r.Image)
+}
+
+// collect frees what committed deletions released. The deletion stands
+// whatever happens here: a failure is logged, and the engine finishes the
+// collection at its next start.
+func (s *Service) collect(ctx context.Context, rels ...engine.Release) {
+	for _, rel := range rels {
+		if err := s.engine.Collect(context.WithoutCancel(ctx), rel); err != nil {
+			s.log.Error("collecting a deleted image's blocks failed; the next start resumes it", "err", err)
+		}
+	}
 }
 
 // reconcile deletes engine images that no resource references.

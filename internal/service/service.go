@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/deltadisk/deltadisk/internal/engine"
@@ -50,7 +49,15 @@ func (c Config) Validate() error {
 	return c.Policy.Validate()
 }
 
-// Service applies the domain rules. It is safe for concurrent use.
+// Service applies the domain rules. It is safe for concurrent use, and
+// several Services (in one process or several) may share one pair of
+// stores: each domain operation is one metadata transaction that loads
+// what it needs, checks every rule and writes its records and the
+// engine's together. The store serializes them, so a rule read in a
+// transaction still holds when it commits; no lock of the Service's own
+// stands guard. A transaction's closure may run more than once, so it
+// changes nothing outside its transaction; work that follows a commit
+// (replication, collecting deleted blocks, a queued copy) starts after it.
 type Service struct {
 	cfg     Config
 	meta    meta.Store
@@ -62,11 +69,6 @@ type Service struct {
 	log     *slog.Logger
 
 	copies copier
-
-	// mu serialises mutations: each one pairs a metadata transaction with
-	// engine operations, and the rules (rate windows, family limits) read
-	// state that a concurrent mutation could change in between.
-	mu sync.Mutex
 }
 
 // Open opens the service on its stores and removes engine images that no

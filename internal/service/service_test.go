@@ -31,6 +31,8 @@ type fixture struct {
 	now time.Time
 	// zones are the zone stores' backends, for tests that make one fail.
 	zones map[string]*chunkstest.FaultyBackend
+	// counted is the metadata store both the service and the engine use.
+	counted *metatest.CountingStore
 }
 
 func newFixture(t *testing.T, tune func(*service.Config)) *fixture {
@@ -43,10 +45,12 @@ func newFixture(t *testing.T, tune func(*service.Config)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ms.Close() })
-	wrapped := metatest.Wrap(t, ms)
-	ecfg := engine.DefaultConfig()
-	ecfg.Meta = wrapped
 	f := &fixture{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), zones: map[string]*chunkstest.FaultyBackend{}}
+	// Counting sits above the retry wrappers, so that it counts the
+	// transactions the service asks for, however often each one runs.
+	f.counted = metatest.Counting(metatest.Wrap(t, ms))
+	ecfg := engine.DefaultConfig()
+	ecfg.Meta = f.counted
 	ecfg.Zones, err = service.Zones(service.DefaultRegions(), func(zone string) (*chunks.Store, error) {
 		cfg := chunks.DefaultConfig()
 		f.zones[zone] = chunkstest.Faulty(chunkstest.NewMem())
@@ -60,7 +64,7 @@ func newFixture(t *testing.T, tune func(*service.Config)) *fixture {
 		t.Fatal(err)
 	}
 	scfg := service.DefaultConfig()
-	scfg.Meta, scfg.Engine = wrapped, f.e
+	scfg.Meta, scfg.Engine = f.counted, f.e
 	scfg.Subscriptions = []service.Subscription{{ID: sub, DisplayName: "one"}, {ID: otherSub, DisplayName: "two"}}
 	scfg.Now = func() time.Time { return f.now }
 	if tune != nil {
@@ -389,10 +393,11 @@ func TestUploadLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb, _ := footer.MarshalBinary()
-	if _, err := f.s.GrantAccess(ctx, id, "Write", 3600); err != nil {
+	g, err = f.s.GrantAccess(ctx, id, "Write", 3600)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.s.WriteFooter(ctx, id, 0, fb); err != nil {
+	if _, err := f.s.WritePages(ctx, g, g.SizeBytes, vhd.FooterSize, fb, func(*service.Resource) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if r, err = f.s.RevokeAccess(ctx, id); err != nil || r.State(f.now) != "Unattached" {
