@@ -51,4 +51,15 @@
 // fully placed in the same zones. Reads try each copy in turn, trying last
 // a zone that failed lately; [Engine.Scrub] verifies every copy and
 // rewrites bad ones from good ones.
+//
+// # Transactions
+//
+// Every metadata change is one transaction of the meta seam, which is
+// serializable and may run its closure more than once. The metadata-only
+// operations also come in forms that run inside a caller's transaction
+// ([Engine.SnapshotTx] and the like), and writes in forms whose guard runs
+// inside the write's commit ([Engine.WriteAtIf]), so that a caller's rules
+// and records commit together with the engine's; what follows a commit
+// (waking replication, collecting a deleted generation) is left to the
+// caller, since a closure that runs twice must not do it.
 package engine

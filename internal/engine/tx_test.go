@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -498,35 +499,48 @@ func TestGuardedWritesAndSnapshotTx(t *testing.T) {
 	checkClean(t, env.e, true)
 }
 
-// TestGuardedZeroSeesLateWrite: a write that commits after ZeroIf began
-// but before its commit is cleared whole. The blocks to clear were found
-// by a walk before the commit, which missed a block that held no data yet,
-// so half of the write survived the clear.
-func TestGuardedZeroSeesLateWrite(t *testing.T) {
-	ctx := t.Context()
-	z, hook := newHookZoneEnv(t, ".storeMissing")
-	vol := must[engine.ID](t)(z.e.CreateVolume(ctx, 1<<20))
-	if err := z.e.WriteAt(ctx, vol, randomData(1, 2*engine.BlockSize), 0); err != nil {
-		t.Fatal(err)
+// TestZeroSeesLateWrite: a write that commits after a clear began but
+// before its commit is cleared whole, by Zero and ZeroIf alike. The blocks
+// to clear were found by a walk before the commit, which missed a block
+// that held no data yet, so half of the write survived the clear.
+func TestZeroSeesLateWrite(t *testing.T) {
+	tests := []struct {
+		name string
+		zero func(e *engine.Engine, ctx context.Context, vol engine.ID, off, n int64) error
+	}{
+		{"Zero", (*engine.Engine).Zero},
+		{"ZeroIf", func(e *engine.Engine, ctx context.Context, vol engine.ID, off, n int64) error {
+			return e.ZeroIf(ctx, vol, off, n, func(tx meta.Tx) error { return tx.Put(callerKey, nil) })
+		}},
 	}
-	// The clear's last look before its commit is storeMissing's.
-	late := func() {
-		// Blocks 1 and 2: one that held data before, one that did not.
-		if err := z.e.WriteAt(ctx, vol, randomData(2, 2*engine.BlockSize), engine.BlockSize); err != nil {
-			t.Error(err)
-		}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			z, hook := newHookZoneEnv(t, ".storeMissing")
+			vol := must[engine.ID](t)(z.e.CreateVolume(ctx, 1<<20))
+			if err := z.e.WriteAt(ctx, vol, randomData(1, 2*engine.BlockSize), 0); err != nil {
+				t.Fatal(err)
+			}
+			// The clear's last look before its commit is storeMissing's.
+			late := func() {
+				// Blocks 1 and 2: one that held data before, one that did not.
+				if err := z.e.WriteAt(ctx, vol, randomData(2, 2*engine.BlockSize), engine.BlockSize); err != nil {
+					t.Error(err)
+				}
+			}
+			hook.hook.Store(&late)
+			const n = 4 * engine.BlockSize
+			if err := tc.zero(z.e, ctx, vol, 0, n); err != nil {
+				t.Fatal(err)
+			}
+			if hook.hook.Load() != nil {
+				t.Fatal("the write meant to land before the clear's commit did not run")
+			}
+			if got := read(t, z.e, vol, n); !bytes.Equal(got, make([]byte, n)) {
+				i := bytes.IndexFunc(got, func(r rune) bool { return r != 0 })
+				t.Fatalf("after a clear of [0, %d), byte %d holds data: the write that committed before the clear survived in part", n, i)
+			}
+			checkClean(t, z.e, true)
+		})
 	}
-	hook.hook.Store(&late)
-	const n = 4 * engine.BlockSize
-	if err := z.e.ZeroIf(ctx, vol, 0, n, func(tx meta.Tx) error { return tx.Put(callerKey, nil) }); err != nil {
-		t.Fatal(err)
-	}
-	if hook.hook.Load() != nil {
-		t.Fatal("the write meant to land before the clear's commit did not run")
-	}
-	if got := read(t, z.e, vol, n); !bytes.Equal(got, make([]byte, n)) {
-		i := bytes.IndexFunc(got, func(r rune) bool { return r != 0 })
-		t.Fatalf("after a clear of [0, %d), byte %d holds data: the write that committed before the clear survived in part", n, i)
-	}
-	checkClean(t, z.e, true)
 }

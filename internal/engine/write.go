@@ -60,7 +60,9 @@ func (e *Engine) WriteAt(ctx context.Context, id ID, p []byte, off int64) error 
 
 // Zero sets [off, off+n) of a volume to zeros. Blocks it covers whole become
 // zero entries, which cost no chunk storage, and only blocks that hold data
-// are touched, so zeroing a large sparse range is cheap.
+// are touched, so zeroing a large sparse range is cheap. As for WriteAt, a
+// Zero of up to 4 MiB is atomic: a write that commits while it runs is
+// cleared whole or not at all.
 func (e *Engine) Zero(ctx context.Context, id ID, off, n int64) error {
 	return e.ZeroIf(ctx, id, off, n, nil)
 }
@@ -90,13 +92,14 @@ func (e *Engine) ZeroIf(ctx context.Context, id ID, off, n int64, guard func(met
 	return e.modify(ctx, id, off, n, nil, guard)
 }
 
-// guarded is what a guarded write adds to its one commit.
-type guarded struct {
-	check func(meta.Tx) error
-	// [zeroFrom, zeroTo) is the run of whole blocks a ZeroIf clears. It is
-	// resolved inside the commit rather than by a walk before it: a block
-	// written in between would keep its data, so a concurrent write would
-	// survive in part and the two would not be one after the other.
+// inCommit is what a write does in its commit besides its batch: a guard's
+// check, and a run of whole blocks to zero.
+type inCommit struct {
+	check func(meta.Tx) error // nil: no guard
+	// [zeroFrom, zeroTo) is a run of whole blocks to zero, resolved inside
+	// the commit rather than by a walk before it: a block written in
+	// between would keep its data, so a concurrent write would survive in
+	// part and the two would not be one after the other.
 	zeroFrom, zeroTo uint64
 }
 
@@ -119,10 +122,10 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte, gu
 	if err := checkRange(off, n, v.size); err != nil {
 		return err
 	}
-	var g *guarded
+	var g *inCommit
 	limit := writeBatchBlocks
 	if guard != nil {
-		g, limit = &guarded{check: guard}, maxGuardedBlocks
+		g, limit = &inCommit{check: guard}, maxGuardedBlocks
 	}
 	var batch []blockWrite
 	flush := func() error {
@@ -132,7 +135,7 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte, gu
 	}
 	add := func(w blockWrite) error {
 		if len(batch) == limit {
-			if g != nil {
+			if guard != nil {
 				return tooLarge(off, n)
 			}
 			if err := flush(); err != nil {
@@ -157,7 +160,12 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte, gu
 			// need an entry.
 			bEnd := uint64(end / BlockSize)
 			hi = int64(bEnd) * BlockSize
-			if g != nil {
+			if guard != nil || bEnd-b <= writeBatchBlocks {
+				// One commit holds it: zero it there. At most one
+				// partial block follows, so this is the last batch.
+				if g == nil {
+					g = &inCommit{}
+				}
 				g.zeroFrom, g.zeroTo = b, bEnd
 				break
 			}
@@ -184,7 +192,7 @@ func (e *Engine) modify(ctx context.Context, id ID, off, n int64, src []byte, gu
 // blocks are held under striped locks, so that writers of one block in this
 // process take turns; the commit's check catches any other change (a
 // whole-block write, another process) and the merge is redone.
-func (e *Engine) commitBatch(ctx context.Context, v view, off, n int64, src []byte, batch []blockWrite, g *guarded) error {
+func (e *Engine) commitBatch(ctx context.Context, v view, off, n int64, src []byte, batch []blockWrite, g *inCommit) error {
 	lin, id := v.lin, v.id
 	var stripes []int
 	for _, w := range batch {
@@ -249,12 +257,12 @@ func (e *Engine) volumeView(ctx context.Context, id ID) (view, error) {
 
 // commit makes a batch of block writes durable: new chunks into packs
 // first, then one metadata transaction pointing the head at them, in which
-// a guarded write's check runs first, so that the caller's rules decide
+// a guard's check runs first, so that the caller's rules decide
 // before the engine's. zones is the volume's placement as the caller saw
 // it; should Place have changed it before the transaction, the chunks go
 // to the new zones and the commit is tried again, so no write commits into
 // a stale placement.
-func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64, batch []blockWrite, g *guarded) error {
+func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64, batch []blockWrite, g *inCommit) error {
 	for i := range batch {
 		w := &batch[i]
 		if w.data != nil && !isZero(w.data) {
@@ -267,7 +275,7 @@ func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64
 			return err
 		}
 		err = e.meta.Update(ctx, func(tx meta.Tx) error {
-			if g != nil {
+			if g != nil && g.check != nil {
 				if err := g.check(tx); err != nil {
 					return err
 				}
@@ -304,10 +312,10 @@ func (e *Engine) commit(ctx context.Context, id ID, zones []zoneID, off, n int64
 	}
 }
 
-// zeroRun clears the blocks of the guarded write's zero run that hold data,
+// zeroRun clears the blocks of the zero run that hold data,
 // n blocks having been written already; window by window, so that a run
 // over too many is refused before all of it is read.
-func (g *guarded) zeroRun(r *txReader, v view, n int, off, size int64) error {
+func (g *inCommit) zeroRun(r *txReader, v view, n int, off, size int64) error {
 	for w := g.zeroFrom; w < g.zeroTo; w += windowBlocks {
 		win, err := r.allocated(v.lin, v.gen, w, min(w+windowBlocks, g.zeroTo))
 		if err != nil {
