@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deltadisk/deltadisk/internal/engine"
 	"github.com/deltadisk/deltadisk/internal/meta"
 	"github.com/deltadisk/deltadisk/internal/vhd"
 )
@@ -320,6 +321,10 @@ func (s *Service) Move(ctx context.Context, sub, group, targetGroupID string, id
 	})
 }
 
+// clearWindow is the most a clear changes in one commit: any range this
+// long touches at most 4096 blocks, which one guarded commit holds.
+const clearWindow = 4095 * engine.BlockSize
+
 // WritePages writes a Put Page into the blob of the disk behind grant:
 // data at [off, off+n) (zeros when data is nil), the part past the disk's
 // bytes into an Upload disk's VHD footer. check vets the resource as the
@@ -333,20 +338,25 @@ func (s *Service) WritePages(ctx context.Context, res *Resource, off, n int64, d
 		return nil, notFound("GrantNotFound", "The access grant does not exist or was revoked.")
 	}
 	var out *Resource
-	guard := func(tx meta.Tx) error {
+	// vet loads the disk as the commit sees it and applies the rules.
+	vet := func(tx meta.Tx) (*Resource, error) {
 		r, err := s.grantTarget(tx, res.Grant.ID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch {
 		case r.Image != res.Image || r.SizeBytes != res.SizeBytes:
 			// Neither changes while a grant is in force; a record that
 			// differs is another disk's.
-			return notFound("GrantNotFound", "The access grant's disk changed.")
+			return nil, notFound("GrantNotFound", "The access grant's disk changed.")
 		case r.Grant.Access != AccessWrite:
-			return notAllowed("The grant of disk '%s' is for reading; writing needs a Write grant.", r.Name)
+			return nil, notAllowed("The grant of disk '%s' is for reading; writing needs a Write grant.", r.Name)
 		}
-		if err := check(r); err != nil {
+		return r, check(r)
+	}
+	guard := func(tx meta.Tx) error {
+		r, err := vet(tx)
+		if err != nil {
 			return err
 		}
 		if end := off + n; end > r.SizeBytes {
@@ -376,7 +386,18 @@ func (s *Service) WritePages(ctx context.Context, res *Resource, off, n int64, d
 	case off >= dataEnd: // the footer alone
 		err = s.meta.Update(ctx, guard)
 	case data == nil:
-		err = s.engine.ZeroIf(ctx, res.Image, off, dataEnd-off, guard)
+		// A clear may span the whole disk, more blocks with data than one
+		// commit holds: it goes in windows that always fit, each vetted in
+		// its commit, the last recording the write. (Azure's clear of a
+		// large range is not atomic either.)
+		for lo := off; lo < dataEnd && err == nil; lo += clearWindow {
+			hi := min(lo+clearWindow, dataEnd)
+			g := guard
+			if hi < dataEnd {
+				g = func(tx meta.Tx) error { _, err := vet(tx); return err }
+			}
+			err = s.engine.ZeroIf(ctx, res.Image, lo, hi-lo, g)
+		}
 	default:
 		err = s.engine.WriteAtIf(ctx, res.Image, data[:dataEnd-off], off, guard)
 	}

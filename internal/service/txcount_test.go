@@ -1,10 +1,12 @@
 package service_test
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/deltadisk/deltadisk/internal/engine"
 	"github.com/deltadisk/deltadisk/internal/service"
 	"github.com/deltadisk/deltadisk/internal/vhd"
 )
@@ -105,5 +107,37 @@ func TestExpiredGrantLeavesNoKey(t *testing.T) {
 		if len(rep.Problems) != 0 {
 			t.Errorf("%s after the grant expired: check finds %v", c.name, rep.Problems)
 		}
+	}
+}
+
+// TestClearWholeDisk: a clear of a range holding more blocks of data than
+// one commit takes (4096) goes through, in windows, and reads as zeros.
+func TestClearWholeDisk(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, nil)
+	d := f.disk(t, diskID("d"), 1)
+	buf := bytes.Repeat([]byte{7}, 4<<20) // one chunk, stored once
+	for off := int64(0); off < 4200*engine.BlockSize; off += int64(len(buf)) {
+		if err := f.e.WriteAt(ctx, d.Image, buf, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := f.s.GrantAccess(ctx, d.ID(), service.AccessWrite, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := f.s.WritePages(ctx, g, 0, d.SizeBytes, nil, func(*service.Resource) error { return nil })
+	if err != nil {
+		t.Fatalf("clear of the whole disk: %v", err)
+	}
+	if after.Version == g.Version {
+		t.Error("the clear did not move the disk's version")
+	}
+	ext, err := f.e.Allocated(ctx, d.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ext) != 0 {
+		t.Fatalf("after the clear the disk still holds data: %v…", ext[:min(len(ext), 3)])
 	}
 }
