@@ -54,7 +54,10 @@ func TestOneTransactionPerOperation(t *testing.T) {
 		}},
 		{"grant", func() error { _, err := f.s.GrantAccess(ctx, snapID("sb"), service.AccessRead, 60); return err }},
 		{"revoke", func() error { _, err := f.s.RevokeAccess(ctx, snapID("sb")); return err }},
-		{"patch", func() error { _, err := f.s.Patch(ctx, d.ID(), service.Patch{Tags: map[string]string{"a": "b"}, DiskSizeGB: 2}); return err }},
+		{"patch", func() error {
+			_, err := f.s.Patch(ctx, d.ID(), service.Patch{Tags: map[string]string{"a": "b"}, DiskSizeGB: 2})
+			return err
+		}},
 		{"attach", func() error { _, err := f.s.Attach(ctx, diskID("clone"), "test"); return err }},
 		{"detach", func() error { _, err := f.s.Detach(ctx, diskID("clone")); return err }},
 	}
@@ -83,7 +86,10 @@ func TestExpiredGrantLeavesNoKey(t *testing.T) {
 			_, err := f.s.Patch(ctx, id, service.Patch{Tags: map[string]string{"a": "b"}})
 			return err
 		}},
-		{"grant", func(id service.ResourceID) error { _, err := f.s.GrantAccess(ctx, id, service.AccessRead, 3600); return err }},
+		{"grant", func(id service.ResourceID) error {
+			_, err := f.s.GrantAccess(ctx, id, service.AccessRead, 3600)
+			return err
+		}},
 		{"attach", func(id service.ResourceID) error { _, err := f.s.Attach(ctx, id, "test"); return err }},
 		{"move", func(id service.ResourceID) error {
 			return f.s.Move(ctx, sub, "rg", service.GroupID(sub, "other"), []string{id.String()})
