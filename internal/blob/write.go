@@ -131,6 +131,12 @@ func (h *handler) putPage(w http.ResponseWriter, r *http.Request, res *service.R
 		}
 		return checkConditions(r.Header, now, false)
 	})
+	var se *service.Error
+	if errors.As(err, &se) && se.Code == "GrantNotFound" {
+		// Revoked (or expired) after the request was let in: the write
+		// fails as the SAS would have failed at the door.
+		return authFailed("The access grant of this SAS was revoked or has expired.")
+	}
 	if err != nil {
 		return err
 	}
