@@ -169,13 +169,8 @@ func (e *Engine) CloneTx(tx meta.Tx, src ID, size int64, zones ...string) (ID, e
 	if size < v.size {
 		return 0, fmt.Errorf("%w: a clone of %d bytes cannot hold its source of %d", ErrBadSize, size, v.size)
 	}
-	g := v.gen
-	if v.kind == KindVolume {
-		// Freeze the volume's present state as an unnamed generation.
-		if g, err = sealHead(tx, v.lin, v.rec); err != nil {
-			return 0, err
-		}
-	} else if err := addGenRef(tx, v.lin, g); err != nil {
+	g, err := holdGen(tx, v)
+	if err != nil {
 		return 0, err
 	}
 	id, err := newVolume(tx, lineageRecord{Head: 1, Size: size, Base: v.lin, BaseGen: g, BaseSize: v.size, Zones: zs})
@@ -215,12 +210,8 @@ func (e *Engine) FreezeTx(tx meta.Tx, src ID, zones ...string) (ID, error) {
 	if err != nil {
 		return 0, err
 	}
-	g := v.gen
-	if v.kind == KindVolume {
-		if g, err = sealHead(tx, v.lin, v.rec); err != nil {
-			return 0, err
-		}
-	} else if err := addGenRef(tx, v.lin, g); err != nil {
+	g, err := holdGen(tx, v)
+	if err != nil {
 		return 0, err
 	}
 	lid, err := nextID(tx)
@@ -255,6 +246,16 @@ func putSnapshot(tx meta.Tx, id ID, img imageRecord) error {
 		return err
 	}
 	return tx.Put(snapKey(img.Lineage, img.Gen), put64(nil, uint64(id)))
+}
+
+// holdGen returns the generation a clone or a full snapshot of v reads
+// through to, with a reference held for it: a volume's present state,
+// sealed as an unnamed generation, or a snapshot's own generation.
+func holdGen(tx meta.Tx, v view) (Generation, error) {
+	if v.kind == KindVolume {
+		return sealHead(tx, v.lin, v.rec)
+	}
+	return v.gen, addGenRef(tx, v.lin, v.gen)
 }
 
 func addGenRef(tx meta.Tx, l LineageID, g Generation) error {

@@ -90,18 +90,7 @@ func CheckSpec(spec Spec) (Spec, error) {
 
 // ValidDeploymentName reports whether s is a valid deployment name, as
 // ARM allows: 1-64 letters, digits, '_', '-', '.', '(' or ')'.
-func ValidDeploymentName(s string) bool {
-	if len(s) < 1 || len(s) > maxDeploymentName {
-		return false
-	}
-	for _, c := range s {
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && !strings.ContainsRune("_-.()", c) {
-			return false
-		}
-	}
-	return true
-}
+func ValidDeploymentName(s string) bool { return armName(s, maxDeploymentName) }
 
 func invalidDeploymentName(name string) error {
 	return invalid("deploymentName", "The deployment name '%s' is invalid: use 1-%d letters, digits, '_', '-', '.', '(' or ')'.", truncate(name, 80), maxDeploymentName)

@@ -93,7 +93,13 @@ func ValidName(s string) bool {
 // ValidGroupName reports whether s is a valid resource group name: 1-90
 // letters, digits, '_', '-', '.', '(', ')', not ending in '.'.
 func ValidGroupName(s string) bool {
-	if len(s) < 1 || len(s) > 90 || strings.HasSuffix(s, ".") {
+	return !strings.HasSuffix(s, ".") && armName(s, 90)
+}
+
+// armName reports whether s is 1 to max letters, digits, '_', '-', '.',
+// '(' or ')': the names ARM gives resource groups and deployments.
+func armName(s string, max int) bool {
+	if len(s) < 1 || len(s) > max {
 		return false
 	}
 	for _, c := range s {
