@@ -100,19 +100,7 @@ func (m *model) write(zero bool) {
 		return
 	}
 	img := m.images[id]
-	size := len(img.data)
-	var off, n int
-	if rapid.Bool().Draw(m.t, "block aligned") {
-		blocks := size / engine.BlockSize
-		b := rapid.IntRange(0, blocks-1).Draw(m.t, "block")
-		off = b * engine.BlockSize
-		n = rapid.IntRange(1, min(blocks-b, 20)).Draw(m.t, "blocks") * engine.BlockSize
-	} else {
-		sectors := size / engine.SectorSize
-		s := rapid.IntRange(0, sectors-1).Draw(m.t, "sector")
-		off = s * engine.SectorSize
-		n = rapid.IntRange(1, min(sectors-s, 300)).Draw(m.t, "sectors") * engine.SectorSize
-	}
+	off, n := m.span(len(img.data))
 	var err error
 	if zero {
 		err = m.env.e.Zero(m.ctx(), id, int64(off), int64(n))
@@ -127,16 +115,36 @@ func (m *model) write(zero bool) {
 	}
 }
 
+// span draws the range of a write into an image of size bytes: whole
+// blocks, or sectors that may start and end inside blocks.
+func (m *model) span(size int) (off, n int) {
+	if rapid.Bool().Draw(m.t, "block aligned") {
+		blocks := size / engine.BlockSize
+		b := rapid.IntRange(0, blocks-1).Draw(m.t, "block")
+		return b * engine.BlockSize, rapid.IntRange(1, min(blocks-b, 20)).Draw(m.t, "blocks") * engine.BlockSize
+	}
+	sectors := size / engine.SectorSize
+	s := rapid.IntRange(0, sectors-1).Draw(m.t, "sector")
+	return s * engine.SectorSize, rapid.IntRange(1, min(sectors-s, 300)).Draw(m.t, "sectors") * engine.SectorSize
+}
+
 func (m *model) snapshot() {
 	id, ok := m.pick(engine.KindVolume, "volume")
 	if !ok {
 		return
 	}
-	img := m.images[id]
 	sid, err := m.env.e.Snapshot(m.ctx(), id, m.placement()...)
 	if err != nil {
 		m.t.Fatalf("Snapshot(%d): %v", id, err)
 	}
+	m.snapshotted(id, sid)
+}
+
+// snapshotted records that snapshot sid was taken of volume vol. It, like
+// cloned and frozen, copies the data it keeps, so that no two images share
+// a slice that a write changes in place.
+func (m *model) snapshotted(vol, sid engine.ID) {
+	img := m.images[vol]
 	m.seqs[img.lineage]++
 	m.images[sid] = &modelImage{kind: engine.KindSnapshot, data: bytes.Clone(img.data), lineage: img.lineage, seq: m.seqs[img.lineage]}
 	img.seq = m.seqs[img.lineage] + 1 // the head is newer than every snapshot
@@ -153,6 +161,12 @@ func (m *model) clone() {
 	if err != nil {
 		m.t.Fatalf("Clone(%d): %v", src, err)
 	}
+	m.cloned(src, id, size)
+}
+
+// cloned records that volume id of size bytes was cloned from src.
+func (m *model) cloned(src, id engine.ID, size int64) {
+	s := m.images[src]
 	if s.kind == engine.KindVolume {
 		// Cloning a volume seals its head: later snapshots are newer.
 		m.seqs[s.lineage]++
@@ -169,11 +183,16 @@ func (m *model) freeze() {
 	if !ok {
 		return
 	}
-	s := m.images[src]
 	id, err := m.env.e.Freeze(m.ctx(), src, m.placement()...)
 	if err != nil {
 		m.t.Fatalf("Freeze(%d): %v", src, err)
 	}
+	m.frozen(src, id)
+}
+
+// frozen records that snapshot id was frozen from src.
+func (m *model) frozen(src, id engine.ID) {
+	s := m.images[src]
 	if s.kind == engine.KindVolume {
 		m.seqs[s.lineage]++
 		s.seq = m.seqs[s.lineage] + 1
@@ -369,28 +388,35 @@ func TestModel(t *testing.T) {
 				m.verify(id)
 			}
 		}
-		for _, id := range m.ids(0) {
-			m.verify(id)
-			img := m.images[id]
-			if got := exportRaw(rt, m.env.e, id); !bytes.Equal(got, img.data) {
-				rt.Fatalf("Export(%d) differs from the model at %d", id, firstDiff(got, img.data))
-			}
-		}
-		checkClean(rt, m.env.e, true)
-		m.placed()
-		// Deleting everything leaves nothing behind once collected.
-		for _, id := range m.ids(0) {
-			if err := m.env.e.Delete(m.ctx(), id); err != nil {
-				rt.Fatalf("Delete(%d): %v", id, err)
-			}
-		}
-		m.gc()
-		rep, err := m.env.e.Check(m.ctx(), engine.CheckOptions{})
-		if err != nil || rep.Err() != nil {
-			rt.Fatalf("Check after deleting all: %v %v", err, rep.Err())
-		}
-		if rep.MapEntries != 0 || rep.Chunks != 0 || rep.Lineages != 0 || rep.Packs != 0 {
-			rt.Fatalf("after deleting every image and GC: %+v, want an empty store", rep)
-		}
+		m.finish()
 	})
+}
+
+// finish ends a history: every image reads and exports as the model says,
+// the engine's check is clean, each zone of every placement holds all of
+// its images, and deleting everything leaves nothing behind once
+// collected.
+func (m *model) finish() {
+	for _, id := range m.ids(0) {
+		m.verify(id)
+		img := m.images[id]
+		if got := exportRaw(m.t, m.env.e, id); !bytes.Equal(got, img.data) {
+			m.t.Fatalf("Export(%d) differs from the model at %d", id, firstDiff(got, img.data))
+		}
+	}
+	checkClean(m.t, m.env.e, true)
+	m.placed()
+	for _, id := range m.ids(0) {
+		if err := m.env.e.Delete(m.ctx(), id); err != nil {
+			m.t.Fatalf("Delete(%d): %v", id, err)
+		}
+	}
+	m.gc()
+	rep, err := m.env.e.Check(m.ctx(), engine.CheckOptions{})
+	if err != nil || rep.Err() != nil {
+		m.t.Fatalf("Check after deleting all: %v %v", err, rep.Err())
+	}
+	if rep.MapEntries != 0 || rep.Chunks != 0 || rep.Lineages != 0 || rep.Packs != 0 {
+		m.t.Fatalf("after deleting every image and GC: %+v, want an empty store", rep)
+	}
 }

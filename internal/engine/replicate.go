@@ -246,8 +246,13 @@ func (e *Engine) replicateImage(ctx context.Context, id ID) error {
 		return err
 	}
 	return e.meta.Update(ctx, func(tx meta.Tx) error {
-		// A placement widened meanwhile (Place) needs another run.
-		if v, err := openView(tx, id); err != nil || !slices.Equal(v.zones, zones) {
+		// A placement widened meanwhile (Place) needs another run; an
+		// image deleted meanwhile took its pending mark with it.
+		v, err := openView(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil || !slices.Equal(v.zones, zones) {
 			return err
 		}
 		return tx.Delete(pendingKey(id))
