@@ -48,10 +48,11 @@ fi
 # The seam lets Update run its closure more than once (PostgreSQL retries
 # serialization conflicts); bbolt never does. Run the suites above the seam
 # again over stores that always do, so a closure with effects outside its
-# transaction fails here rather than under load in production.
+# transaction fails here rather than under load in production. -short
+# keeps the property tests' histories fewer: the full run above has them.
 for wrap in replaying conflicting; do
 	echo "== engine and service tests over the $wrap store"
-	DELTADISK_META_WRAP=$wrap go test -race -count=1 ./internal/engine/ ./internal/service/
+	DELTADISK_META_WRAP=$wrap go test -race -short -count=1 ./internal/engine/ ./internal/service/
 done
 
 echo "== benchmarks, once each"
