@@ -222,7 +222,7 @@ func runServe(ctx context.Context, g *globals, opts serveOptions, _ []string) (e
 		PublicURL: pub,
 		Authority: authority,
 		Audience:  audience,
-		Attacher:  server.NewAttachments(nbdSrv, eng, nbdTCP.Addr().String(), socket),
+		Attacher:  server.NewAttachments(nbdSrv, eng, nbdAddr(nbdTCP.Addr(), pub), socket),
 		Logger:    log,
 	})
 
@@ -380,6 +380,20 @@ func derivePublicURL(flag, listen string, bound net.Addr) (*url.URL, error) {
 // certHosts are the names the generated certificate covers beside the
 // loopback ones: the public URL's host, and the listen host when it names
 // a specific interface.
+// nbdAddr is the address an attach answer's nbdUri names: the NBD
+// listener's, with the public URL's host where the listener has none of
+// its own (0.0.0.0 or ::), which no client could dial.
+func nbdAddr(listen net.Addr, pub *url.URL) string {
+	host, port, err := net.SplitHostPort(listen.String())
+	if err != nil {
+		return listen.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = pub.Hostname()
+	}
+	return net.JoinHostPort(host, port)
+}
+
 func certHosts(pub *url.URL, listen string) []string {
 	hosts := []string{pub.Hostname()}
 	if h, _, err := net.SplitHostPort(listen); err == nil && h != "" {

@@ -145,6 +145,34 @@ const fullConfig = `{
              "incrementalRegions": ["eastus", "deltalab"]}
 }`
 
+// TestNBDAddr: an attach answer names an address a client can dial: the
+// NBD listener's own, or the public URL's host where the listener's is
+// unspecified.
+func TestNBDAddr(t *testing.T) {
+	tests := []struct {
+		pub, listen, want string
+	}{
+		{"https://127.0.0.1:8443", "127.0.0.1:10809", "127.0.0.1:10809"},
+		{"https://disks.example:8443", "0.0.0.0:10809", "disks.example:10809"},
+		{"https://disks.example", "[::]:10809", "disks.example:10809"},
+		{"https://[2001:db8::1]:8443", "[::]:10809", "[2001:db8::1]:10809"},
+		{"https://disks.example", "192.0.2.7:10809", "192.0.2.7:10809"},
+	}
+	for _, tc := range tests {
+		u, err := derivePublicURL(tc.pub, "127.0.0.1:8443", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr, err := net.ResolveTCPAddr("tcp", tc.listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := nbdAddr(addr, u); got != tc.want {
+			t.Errorf("nbdAddr(%s, %s) = %s, want %s", tc.listen, tc.pub, got, tc.want)
+		}
+	}
+}
+
 func TestServeConfig(t *testing.T) {
 	c, err := parseServeConfig([]byte(fullConfig))
 	if err != nil {
