@@ -379,7 +379,9 @@ func (s *Service) WritePages(ctx context.Context, res *Resource, off, n int64, d
 		r.Version++
 		r.Modified = s.now().UTC()
 		out = r
-		return putResource(tx, r)
+		// vet found the stored grant in force and kept it: no grant key
+		// to drop, so no second read of the record on every Put Page.
+		return putRecord(tx, resourceKey(r.ID()), r)
 	}
 	var err error
 	switch dataEnd := min(off+n, res.SizeBytes); {
