@@ -76,11 +76,16 @@ type Config struct {
 	Now func() time.Time
 	// ReadAhead is how many chunk reads an export keeps in flight.
 	ReadAhead int
+	// CacheBytes bounds the memory of the cache of hot blocks: contents
+	// read from a chunk store, decompressed and verified once, then served
+	// to reads from memory. It is rounded down to whole blocks; zero
+	// disables the cache.
+	CacheBytes int64
 }
 
 // DefaultConfig returns a Config with defaults for everything but the stores.
 func DefaultConfig() Config {
-	return Config{ReadAhead: 8}
+	return Config{ReadAhead: 8, CacheBytes: 64 << 20}
 }
 
 // Validate reports a Config that cannot work.
@@ -92,6 +97,8 @@ func (c Config) Validate() error {
 		return errors.New("engine: Config.Zones needs at least one zone")
 	case c.ReadAhead < 1:
 		return errors.New("engine: Config.ReadAhead must be at least 1")
+	case c.CacheBytes < 0:
+		return errors.New("engine: Config.CacheBytes must not be negative")
 	}
 	seen := make(map[string]bool)
 	for _, z := range c.Zones {
@@ -113,6 +120,7 @@ type Engine struct {
 	log       *slog.Logger
 	now       func() time.Time
 	readAhead int
+	cache     *blockCache // nil when disabled
 
 	// kick wakes the replication loop; replicated counts bytes it copied.
 	kick       chan struct{}
@@ -141,6 +149,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		log:       cfg.Logger,
 		now:       cfg.Now,
 		readAhead: cfg.ReadAhead,
+		cache:     newBlockCache(cfg.CacheBytes, BlockSize),
 		locks:     make(map[LineageID]*lineageLock),
 		kick:      make(chan struct{}, 1),
 	}

@@ -200,17 +200,38 @@ func (e *Engine) fill(ctx context.Context, plan []blockRead, p []byte, off int64
 			clear(dst)
 			continue
 		}
-		var err error
-		buf, err = e.readChunk(ctx, br.val.ref, br.locs, buf[:0])
-		if err != nil {
+		if err := e.readBlock(ctx, br, dst, int(lo-bs), &buf); err != nil {
 			return fmt.Errorf("block %d: %w", br.b, err)
 		}
-		if len(buf) != BlockSize {
-			return fmt.Errorf("%w: chunk %s holds %d bytes, want %d", ErrCorrupt, br.val.ref, len(buf), BlockSize)
-		}
-		copy(dst, buf[lo-bs:hi-bs])
 	}
 	return nil
+}
+
+// readBlock copies bytes [at, at+len(dst)) of a planned non-zero block
+// into dst: from the block cache, or from the chunk's copies (which then
+// enter the cache). scratch is a buffer for whole chunks, kept across
+// calls.
+func (e *Engine) readBlock(ctx context.Context, br blockRead, dst []byte, at int, scratch *[]byte) error {
+	load := func() ([]byte, error) {
+		buf, err := e.readChunk(ctx, br.val.ref, br.locs, (*scratch)[:0])
+		if err != nil {
+			return nil, err
+		}
+		*scratch = buf
+		if len(buf) != BlockSize {
+			return nil, fmt.Errorf("%w: chunk %s holds %d bytes, want %d", ErrCorrupt, br.val.ref, len(buf), BlockSize)
+		}
+		return buf, nil
+	}
+	if e.cache == nil {
+		buf, err := load()
+		if err != nil {
+			return err
+		}
+		copy(dst, buf[at:])
+		return nil
+	}
+	return e.cache.read(ctx, br.val.ref, dst, at, load)
 }
 
 var zeroBlock = make([]byte, BlockSize)
