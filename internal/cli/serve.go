@@ -229,6 +229,7 @@ func runServe(ctx context.Context, g *globals, opts serveOptions, _ []string) (e
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerZoneMetrics(reg, eng)
+	registerCacheMetrics(reg, eng)
 	srvCfg := server.DefaultConfig()
 	srvCfg.Listener = ln
 	srvCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
@@ -452,6 +453,22 @@ func registerZoneMetrics(reg prometheus.Registerer, eng *engine.Engine) {
 		Name: "deltadisk_zone_replicated_bytes_total",
 		Help: "Chunk bytes copied between zones by background replication and scrub repairs.",
 	}, func() float64 { return float64(eng.ReplicatedBytes()) }))
+}
+
+// registerCacheMetrics exports the engine's block cache counters.
+func registerCacheMetrics(reg prometheus.Registerer, eng *engine.Engine) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "deltadisk_chunk_cache_hits_total",
+		Help: "Block reads served from the cache of decompressed, verified chunks.",
+	}, func() float64 { return float64(eng.CacheStats().Hits) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "deltadisk_chunk_cache_misses_total",
+		Help: "Block reads the chunk cache could not serve, which read a chunk store.",
+	}, func() float64 { return float64(eng.CacheStats().Misses) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "deltadisk_chunk_cache_bytes",
+		Help: "Memory held by the chunk cache's entries.",
+	}, func() float64 { return float64(eng.CacheStats().Bytes) }))
 }
 
 // collectGarbage runs the engine's GC every interval until ctx ends.
