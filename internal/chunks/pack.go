@@ -68,22 +68,25 @@ func isHex(s string) bool {
 	return true
 }
 
-// encodedLenBound is an upper bound on the bytes appendRecord adds for a
-// chunk of n bytes.
-func encodedLenBound(n int, compress bool) int {
-	if compress {
-		return recordHeaderSize + s2.MaxEncodedLen(n)
+// encodeSlack is the room appendRecord needs past a chunk of n bytes's raw
+// record: s2 encodes into the space after the header, and its output may
+// run past n before it is found no smaller and the plaintext is copied in
+// instead. So a buffer with every record's header and plaintext and the
+// largest slack of any of them holds all the records with no growing.
+func encodeSlack(n int, compress bool) int {
+	if !compress || n == 0 {
+		return 0
 	}
-	return recordHeaderSize + n
+	return s2.MaxEncodedLen(n) - n
 }
 
 // appendRecord appends c's record to buf. With compress, the chunk is stored
 // as s2 only when that is smaller than the plaintext. It returns the stored
-// length and codec. If cap(buf) has encodedLenBound bytes to spare, it does
-// not allocate.
+// length and codec. If cap(buf) has the header, the chunk and its
+// encodeSlack to spare, it does not allocate.
 func appendRecord(buf []byte, c Chunk, compress bool) ([]byte, uint32, Codec) {
 	start := len(buf)
-	buf = slices.Grow(buf, encodedLenBound(len(c.Data), compress))
+	buf = slices.Grow(buf, recordHeaderSize+len(c.Data)+encodeSlack(len(c.Data), compress))
 	buf = buf[:start+recordHeaderSize]
 	codec := CodecRaw
 	if compress && len(c.Data) > 0 && worthCompressing(c.Data) {
