@@ -102,11 +102,12 @@ func (c Config) Validate() error {
 // the file past [Config.InitialMmapSize] waits for every open View, and new
 // Views queue behind it.
 type Store struct {
-	db     *bbolt.DB
-	path   string
-	logger *slog.Logger
-	fill   float64
-	closed atomic.Bool
+	db      *bbolt.DB
+	path    string
+	logger  *slog.Logger
+	fill    float64
+	closed  atomic.Bool
+	commits committer
 	// broken holds the first damage a transaction met. Writing on top of a
 	// damaged page or freelist could spread the damage, so Update refuses.
 	broken atomic.Pointer[error]
@@ -241,15 +242,24 @@ func (s *Store) init() error {
 
 // View implements [meta.Store.View].
 func (s *Store) View(ctx context.Context, fn func(meta.Tx) error) error {
-	return s.runTx(ctx, false, fn)
+	return s.view(ctx, fn)
 }
 
-// Update implements [meta.Store.Update]. It runs fn exactly once.
+// Update implements [meta.Store.Update]. Concurrent Updates commit together
+// (see group.go), so fn may run more than once; it runs once when it is
+// alone or commits, and once more only when another closure of its group
+// failed after it ran.
 func (s *Store) Update(ctx context.Context, fn func(meta.Tx) error) error {
 	if p := s.broken.Load(); p != nil {
 		return *p
 	}
-	return s.runTx(ctx, true, fn)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return meta.ErrClosed
+	}
+	return s.update(ctx, fn)
 }
 
 // Close releases the file and its lock. It waits for running transactions.
@@ -264,8 +274,8 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// runTx runs fn in a transaction over the bucket.
-func (s *Store) runTx(ctx context.Context, writable bool, fn func(meta.Tx) error) error {
+// view runs fn in a read-only transaction over the bucket.
+func (s *Store) view(ctx context.Context, fn func(meta.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -274,13 +284,12 @@ func (s *Store) runTx(ctx context.Context, writable bool, fn func(meta.Tx) error
 	}
 	var inFn bool
 	var fnErr error
-	err := s.runGuarded(writable, &inFn, func(btx *bbolt.Tx) error {
+	err := s.runGuarded(false, &inFn, func(btx *bbolt.Tx) error {
 		b := btx.Bucket(bucket)
 		if b == nil {
 			return fmt.Errorf("%w: %s: bucket %q is missing", ErrCorrupt, s.path, bucket)
 		}
-		b.FillPercent = s.fill
-		t := &tx{s: s, ctx: ctx, b: b, writable: writable}
+		t := &tx{s: s, ctx: ctx, b: b}
 		inFn = true
 		fnErr = fn(t)
 		inFn = false
@@ -303,7 +312,6 @@ func (s *Store) runTx(ctx context.Context, writable bool, fn func(meta.Tx) error
 	if errors.Is(err, ErrCorrupt) {
 		return err
 	}
-	// Begin or Commit failed (a full disk, an I/O error): say which file.
 	return fmt.Errorf("bolt: %s: %w", s.path, err)
 }
 

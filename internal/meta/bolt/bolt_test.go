@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -294,5 +295,172 @@ func TestCreateMode(t *testing.T) {
 	}
 	if mode := info.Mode().Perm(); mode&0o077 != 0 {
 		t.Errorf("store file mode = %v, want no access for group and others", mode)
+	}
+}
+
+// waitQueued waits until n Updates are queued behind the running one.
+func waitQueued(t *testing.T, s *bolt.Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Queued < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d Updates queued after 10s, want %d", s.Stats().Queued, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestGroupCommit holds one Update open while others arrive: they commit
+// together, in one transaction, and each sees the writes of those before it.
+func TestGroupCommit(t *testing.T) {
+	s := mustOpen(t, testConfig(t))
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // a failed wait must not hang Close
+	blocked := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		blocked <- s.Update(t.Context(), func(tx meta.Tx) error {
+			close(started)
+			<-release
+			return tx.Put([]byte("counter"), []byte{0})
+		})
+	}()
+	<-started
+	before := s.Stats()
+	const writers = 20
+	errs := make(chan error, writers)
+	for i := range writers {
+		go func() {
+			errs <- s.Update(t.Context(), func(tx meta.Tx) error {
+				v, err := tx.Get([]byte("counter"))
+				if err != nil {
+					return err
+				}
+				if err := tx.Put(fmt.Appendf(nil, "w%02d", i), nil); err != nil {
+					return err
+				}
+				return tx.Put([]byte("counter"), []byte{v[0] + 1})
+			})
+		}()
+	}
+	waitQueued(t, s, writers)
+	releaseOnce.Do(func() { close(release) })
+	if err := <-blocked; err != nil {
+		t.Fatalf("first Update = %v", err)
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Errorf("queued Update = %v, want nil", err)
+		}
+	}
+	after := s.Stats()
+	if got := after.Commits - before.Commits; got > 2 {
+		t.Errorf("%d Updates, queued behind one, took %d commits; want at most 2 (one for the first, one for the group)", writers+1, got)
+	}
+	err := s.View(t.Context(), func(tx meta.Tx) error {
+		v, err := tx.Get([]byte("counter"))
+		if err != nil || v[0] != writers {
+			t.Errorf("counter = %v, %v; want %d: an increment of the group was lost", v, err, writers)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGroupFailures: closures of one group that fail or panic get their own
+// error or panic back, write nothing, and leave the others' commits intact.
+func TestGroupFailures(t *testing.T) {
+	s := mustOpen(t, testConfig(t))
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // a failed wait must not hang Close
+	blocked := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		blocked <- s.Update(t.Context(), func(tx meta.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	const writers = 12
+	type result struct {
+		i        int
+		err      error
+		panicked any
+	}
+	results := make(chan result, writers)
+	errBoom := errors.New("boom")
+	// Writer 9's context ends while it waits in the queue.
+	canceled, cancel := context.WithCancel(t.Context())
+	for i := range writers {
+		go func() {
+			r := result{i: i}
+			defer func() {
+				r.panicked = recover()
+				results <- r
+			}()
+			ctx := t.Context()
+			if i == 9 {
+				ctx = canceled
+			}
+			r.err = s.Update(ctx, func(tx meta.Tx) error {
+				if err := tx.Put(fmt.Appendf(nil, "k%02d", i), []byte("x")); err != nil {
+					return err
+				}
+				switch i {
+				case 0, 4, 11: // first, middle and last of the group
+					return fmt.Errorf("writer %d: %w", i, errBoom)
+				case 6:
+					panic("writer 6 panics")
+				}
+				return nil
+			})
+		}()
+		waitQueued(t, s, i+1) // a known order in the queue
+	}
+	cancel()
+	releaseOnce.Do(func() { close(release) })
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
+	}
+	for range writers {
+		r := <-results
+		switch r.i {
+		case 0, 4, 11:
+			if !errors.Is(r.err, errBoom) || r.panicked != nil {
+				t.Errorf("writer %d: Update = %v (panic %v), want its own errBoom", r.i, r.err, r.panicked)
+			}
+		case 6:
+			if r.panicked != "writer 6 panics" {
+				t.Errorf("writer 6: recovered %v, want its own panic", r.panicked)
+			}
+		case 9:
+			if !errors.Is(r.err, context.Canceled) {
+				t.Errorf("writer 9 (canceled context): Update = %v, want context.Canceled", r.err)
+			}
+		default:
+			if r.err != nil || r.panicked != nil {
+				t.Errorf("writer %d: Update = %v (panic %v), want nil", r.i, r.err, r.panicked)
+			}
+		}
+	}
+	err := s.View(t.Context(), func(tx meta.Tx) error {
+		for i := range writers {
+			_, err := tx.Get(fmt.Appendf(nil, "k%02d", i))
+			wrote := !errors.Is(err, meta.ErrNotFound)
+			want := i != 0 && i != 4 && i != 6 && i != 9 && i != 11
+			if wrote != want {
+				t.Errorf("writer %d's key present = %v, want %v", i, wrote, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
