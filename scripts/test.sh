@@ -33,7 +33,7 @@ echo "== go test -race (fuzz targets on their seed corpus)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-go test -race -count=1 -v ./... >"$log" 2>&1 || status=$?
+go test -race -count=1 -timeout=30m -v ./... >"$log" 2>&1 || status=$?
 grep -E '^(ok|FAIL|---|panic)|^\s+--- (FAIL|SKIP)' "$log" | grep -v -- '--- PASS' || true
 if grep -qE -- '--- SKIP' "$log"; then
 	echo "skipped tests count as failures:" >&2
@@ -52,7 +52,7 @@ fi
 # keeps the property tests' histories fewer: the full run above has them.
 for wrap in replaying conflicting; do
 	echo "== engine and service tests over the $wrap store"
-	DELTADISK_META_WRAP=$wrap go test -race -short -count=1 ./internal/engine/ ./internal/service/
+	DELTADISK_META_WRAP=$wrap go test -race -short -count=1 -timeout=30m ./internal/engine/ ./internal/service/
 done
 
 echo "== benchmarks, once each"

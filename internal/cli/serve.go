@@ -216,13 +216,24 @@ func runServe(ctx context.Context, g *globals, opts serveOptions, _ []string) (e
 	} else {
 		nbdWG.Go(func() { _ = nbdSrv.Serve(nbdCtx, nbdUnix) })
 	}
+	// Stopping ends the exports and commits what their buffers hold, as an
+	// orderly shutdown of a disk flushes its cache.
+	attachments := server.NewAttachments(nbdSrv, eng, nbdAddr(nbdTCP.Addr(), pub), socket)
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if cerr := attachments.Close(fctx); cerr != nil {
+			log.Error("attached disks' buffered writes were not all committed", "err", cerr)
+			err = errors.Join(err, cerr)
+		}
+	}()
 	armHandler := arm.New(arm.Config{
 		Service:   svc,
 		Identity:  id,
 		PublicURL: pub,
 		Authority: authority,
 		Audience:  audience,
-		Attacher:  server.NewAttachments(nbdSrv, eng, nbdAddr(nbdTCP.Addr(), pub), socket),
+		Attacher:  attachments,
 		Logger:    log,
 	})
 

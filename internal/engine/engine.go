@@ -129,6 +129,8 @@ type Engine struct {
 
 	mu    sync.Mutex
 	locks map[LineageID]*lineageLock
+	// writeBacks holds the open write-back buffers, by volume.
+	writeBacks map[ID]*WriteBack
 	// stripes serialise the read-modify-write of partial blocks, by block.
 	stripes [64]sync.Mutex
 }
@@ -145,13 +147,14 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		meta:      cfg.Meta,
-		log:       cfg.Logger,
-		now:       cfg.Now,
-		readAhead: cfg.ReadAhead,
-		cache:     newBlockCache(cfg.CacheBytes, BlockSize),
-		locks:     make(map[LineageID]*lineageLock),
-		kick:      make(chan struct{}, 1),
+		meta:       cfg.Meta,
+		log:        cfg.Logger,
+		now:        cfg.Now,
+		readAhead:  cfg.ReadAhead,
+		cache:      newBlockCache(cfg.CacheBytes, BlockSize),
+		locks:      make(map[LineageID]*lineageLock),
+		writeBacks: make(map[ID]*WriteBack),
+		kick:       make(chan struct{}, 1),
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)

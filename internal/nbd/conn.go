@@ -482,7 +482,14 @@ func (c *conn) execute(ctx context.Context, r request, payload []byte, flushWait
 	case cmdTrim:
 		err = e.trim(ctx, off, n)
 	case cmdFlush:
-		err = wait(ctx, flushWaits)
+		if err = wait(ctx, flushWaits); err == nil {
+			err = e.dev.Flush(ctx)
+		}
+	}
+	if err == nil && r.flags&cmdFlagFUA != 0 && r.typ != cmdRead && r.typ != cmdFlush {
+		// Forced unit access: this write is durable before its reply. The
+		// Device flushes everything it holds, which includes it.
+		err = e.dev.Flush(ctx)
 	}
 	if err == nil {
 		return 0, data

@@ -33,15 +33,18 @@
 //
 // # Durability and flush
 //
-// A [Device] write is durable when it returns, and the server replies to a
-// write (WRITE, WRITE_ZEROES, TRIM) only after its Device calls returned. So
-// every acknowledged write is already durable: FUA needs no extra work, and
-// FLUSH is a barrier that is answered once every write the export had
-// received before the flush, on any of its connections, has finished. That is
-// more than the protocol asks (only writes already answered) and it is what
-// makes NBD_FLAG_CAN_MULTI_CONN safe to advertise: there is no per-connection
-// cache, every connection reads and writes the same Device, and a flush on one
-// connection covers writes completed on all of them.
+// A [Device] write need not be durable when it returns, only once a
+// Device.Flush that follows it returns (deltadisk's attached disks buffer
+// writes in memory, as a disk with a write-back cache does). The server
+// replies to a write once its Device calls returned, so reads see it; FLUSH
+// is answered once every write the export had received before the flush,
+// on any of its connections, has finished and Device.Flush has returned;
+// a request with FUA is answered after its own Device.Flush. Waiting for
+// writes received, not only those answered, is more than the protocol
+// asks, and it is what makes NBD_FLAG_CAN_MULTI_CONN safe to advertise:
+// there is no per-connection cache, every connection reads and writes the
+// same Device, and a flush on one connection covers writes completed on all
+// of them.
 //
 // # Alignment
 //

@@ -344,6 +344,7 @@ func (sizeDevice) WriteAt(_ context.Context, _ []byte, _ int64) error {
 	return errors.New("sizeDevice")
 }
 func (sizeDevice) Zero(_ context.Context, _, _ int64) error { return errors.New("sizeDevice") }
+func (sizeDevice) Flush(context.Context) error              { return errors.New("sizeDevice") }
 
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {

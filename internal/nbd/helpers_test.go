@@ -32,9 +32,9 @@ type memDevice struct {
 	// non-nil error from it fails the call.
 	before func(ctx context.Context, op string, off, n int64) error
 
-	reads, writes, zeros atomic.Int64
-	inFlight, maxFlight  atomic.Int64
-	calls                atomic.Int64 // every call, for "no calls after remove"
+	reads, writes, zeros, flushes atomic.Int64
+	inFlight, maxFlight           atomic.Int64
+	calls                         atomic.Int64 // every call, for "no calls after remove"
 }
 
 var _ Device = (*memDevice)(nil)
@@ -100,6 +100,12 @@ func (d *memDevice) Zero(ctx context.Context, off, n int64) error {
 	defer d.mu.Unlock()
 	clear(d.data[off : off+n])
 	return nil
+}
+
+func (d *memDevice) Flush(ctx context.Context) error {
+	defer d.exit()
+	d.flushes.Add(1)
+	return d.enter(ctx, "Flush", 0, 0)
 }
 
 // bytes returns a copy of the device's contents.

@@ -47,10 +47,13 @@ type Device interface {
 	Size() int64
 	// ReadAt fills p from offset off; no partial results.
 	ReadAt(ctx context.Context, p []byte, off int64) error
-	// WriteAt writes p at offset off, durably.
+	// WriteAt writes p at offset off. Once it returns, reads see the
+	// write; it need be durable only once a Flush that follows it returns.
 	WriteAt(ctx context.Context, p []byte, off int64) error
-	// Zero makes n bytes at off read as zeros, durably.
+	// Zero makes n bytes at off read as zeros, durable as WriteAt is.
 	Zero(ctx context.Context, off, n int64) error
+	// Flush makes every WriteAt and Zero that returned before it durable.
+	Flush(ctx context.Context) error
 }
 
 // Config configures a [Server]. Start from [DefaultConfig]; zero fields take

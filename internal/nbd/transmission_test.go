@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -458,6 +460,67 @@ func TestFlushWaitsForWritesInFlight(t *testing.T) {
 	}
 	writer.disconnect()
 	flusher.disconnect()
+}
+
+// TestFlushReachesDevice: FLUSH, and FUA on a write, make the Device flush
+// after the writes they cover; a plain write does not; a failed Device
+// flush fails the request with EIO.
+func TestFlushReachesDevice(t *testing.T) {
+	s := startServer(t, Config{})
+	d := newMemDevice(t, testSize)
+	var mu sync.Mutex
+	var ops []string
+	var failFlush atomic.Bool
+	d.before = func(_ context.Context, op string, _, _ int64) error {
+		mu.Lock()
+		ops = append(ops, op)
+		mu.Unlock()
+		if op == "Flush" && failFlush.Load() {
+			return errors.New("device flush failed")
+		}
+		return nil
+	}
+	s.export(t, "disk", d, false)
+	c := connect(t, s.addr, "disk")
+	steps := []struct {
+		typ, flags uint16
+		length     uint32
+		data       []byte
+		want       string // the Device calls it makes
+	}{
+		{cmdWrite, 0, 512, pattern(1, 512), "WriteAt"},
+		{cmdFlush, 0, 0, nil, "Flush"},
+		{cmdWrite, cmdFlagFUA, 512, pattern(2, 512), "WriteAt Flush"},
+		{cmdWriteZeroes, cmdFlagFUA, 4096, nil, "Zero Flush"},
+		{cmdTrim, cmdFlagFUA, 4096, nil, "Zero Flush"},
+		{cmdRead, cmdFlagFUA, 512, nil, "ReadAt"},
+	}
+	for _, st := range steps {
+		mu.Lock()
+		ops = nil
+		mu.Unlock()
+		h := c.send(st.typ, st.flags, 0, st.length, st.data)
+		if r, err := c.recv(func(uint64) int {
+			if st.typ == cmdRead {
+				return int(st.length)
+			}
+			return 0
+		}); err != nil || r.errno != 0 || r.handle != h {
+			t.Fatalf("%s: reply %+v, %v", cmdName(st.typ), r, err)
+		}
+		mu.Lock()
+		got := strings.Join(ops, " ")
+		mu.Unlock()
+		if got != st.want {
+			t.Errorf("%s (flags %#x): Device calls %q, want %q", cmdName(st.typ), st.flags, got, st.want)
+		}
+	}
+	failFlush.Store(true)
+	h := c.send(cmdFlush, 0, 0, 0, nil)
+	if r, err := c.recv(nil); err != nil || r.errno != errIO || r.handle != h {
+		t.Fatalf("flush with a failing Device: reply %+v, %v; want EIO", r, err)
+	}
+	c.disconnect()
 }
 
 func TestFlushIgnoresLaterWrites(t *testing.T) {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -22,8 +23,14 @@ type Attachments struct {
 	tcpAddr, socket string
 
 	mu sync.Mutex
-	// exports holds each attached disk's remove function, by disk id.
-	exports map[string]func()
+	// exports holds each attached disk's export, by disk id.
+	exports map[string]attached
+}
+
+// attached is one attached disk's export and the write-back buffer behind it.
+type attached struct {
+	remove func()
+	wb     *engine.WriteBack
 }
 
 var _ arm.Attacher = (*Attachments)(nil)
@@ -31,7 +38,7 @@ var _ arm.Attacher = (*Attachments)(nil)
 // NewAttachments exports through srv, which the caller serves on tcpAddr
 // and (if not empty) the unix socket.
 func NewAttachments(srv *nbd.Server, e *engine.Engine, tcpAddr, socket string) *Attachments {
-	return &Attachments{nbd: srv, engine: e, tcpAddr: tcpAddr, socket: socket, exports: make(map[string]func())}
+	return &Attachments{nbd: srv, engine: e, tcpAddr: tcpAddr, socket: socket, exports: make(map[string]attached)}
 }
 
 // newExportName returns a name nobody can guess: NBD has no
@@ -44,23 +51,25 @@ func newExportName() string {
 }
 
 // Attach exports the volume under a new random name, which only the
-// answer carries.
+// answer carries. Writes to the export are buffered (an engine WriteBack)
+// and durable once a following flush is answered, as on a disk with a
+// write-back cache.
 func (a *Attachments) Attach(ctx context.Context, disk string, volume engine.ID) (arm.Export, error) {
-	info, err := a.engine.Stat(ctx, volume)
-	if err != nil {
-		return arm.Export{}, err
-	}
 	name := newExportName()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.exports[disk]; ok {
 		return arm.Export{}, fmt.Errorf("disk %s is already exported", disk)
 	}
-	remove, err := a.nbd.Export(name, volumeDevice{e: a.engine, id: volume, size: info.Size}, false)
+	wb, err := a.engine.OpenWriteBack(ctx, volume, 0)
 	if err != nil {
 		return arm.Export{}, err
 	}
-	a.exports[disk] = remove
+	remove, err := a.nbd.Export(name, wb, false)
+	if err != nil {
+		return arm.Export{}, errors.Join(err, wb.Close(ctx))
+	}
+	a.exports[disk] = attached{remove: remove, wb: wb}
 	exp := arm.Export{NBDURI: "nbd://" + a.tcpAddr + "/" + name}
 	if a.socket != "" {
 		exp.UnixSocket = a.socket
@@ -69,37 +78,38 @@ func (a *Attachments) Attach(ctx context.Context, disk string, volume engine.ID)
 	return exp, nil
 }
 
-// Detach ends the export and its connections; an unknown disk is not an
-// error (the export ended with a restart).
-func (a *Attachments) Detach(_ context.Context, disk string) error {
+// Detach ends the export and its connections, then commits what its
+// buffer holds; an unknown disk is not an error (the export ended with a
+// restart). If the commit fails, the disk stays exported in name only: no
+// client can reach it, its writes stay buffered, and a later Detach tries
+// again.
+func (a *Attachments) Detach(ctx context.Context, disk string) error {
 	a.mu.Lock()
-	remove := a.exports[disk]
-	delete(a.exports, disk)
-	a.mu.Unlock()
-	if remove != nil {
-		remove()
+	defer a.mu.Unlock()
+	return a.detachLocked(ctx, disk)
+}
+
+func (a *Attachments) detachLocked(ctx context.Context, disk string) error {
+	at, ok := a.exports[disk]
+	if !ok {
+		return nil
 	}
+	at.remove()
+	if err := at.wb.Close(ctx); err != nil {
+		return fmt.Errorf("detach %s: committing its buffered writes: %w", disk, err)
+	}
+	delete(a.exports, disk)
 	return nil
 }
 
-// volumeDevice serves an engine volume as an NBD device. Engine writes are
-// durable when they return, so a flush has nothing left to do.
-type volumeDevice struct {
-	e    *engine.Engine
-	id   engine.ID
-	size int64
-}
-
-func (d volumeDevice) Size() int64 { return d.size }
-
-func (d volumeDevice) ReadAt(ctx context.Context, p []byte, off int64) error {
-	return d.e.ReadAt(ctx, d.id, p, off)
-}
-
-func (d volumeDevice) WriteAt(ctx context.Context, p []byte, off int64) error {
-	return d.e.WriteAt(ctx, d.id, p, off)
-}
-
-func (d volumeDevice) Zero(ctx context.Context, off, n int64) error {
-	return d.e.Zero(ctx, d.id, off, n)
+// Close ends every export and commits every buffer, for a server that
+// stops; what it cannot commit is lost as in a crash, and reported.
+func (a *Attachments) Close(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	for disk := range a.exports {
+		errs = append(errs, a.detachLocked(ctx, disk))
+	}
+	return errors.Join(errs...)
 }

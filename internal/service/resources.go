@@ -241,6 +241,13 @@ func (s *Service) Put(ctx context.Context, id ResourceID, spec Spec) (*Resource,
 		return nil, err
 	}
 	opt, ok := canonical([]string{createEmpty, createCopy, createUpload, createCopyStart}, spec.CreationData.CreateOption)
+	if opt == createCopy {
+		release, err := s.holdSource(ctx, id, spec)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	var out *Resource
 	err = s.meta.Update(ctx, func(tx meta.Tx) error {
 		existing, err := s.load(tx, id)
@@ -338,6 +345,32 @@ func (s *Service) createUpload(tx meta.Tx, r *Resource, region Region, spec Spec
 		return nil, err
 	}
 	return r, s.insert(tx, r, nil)
+}
+
+// holdSource commits what an attached source disk's writes left buffered
+// and holds its writes until release: a snapshot or copy then holds every
+// write its holder was answered before the copy was asked for. A source
+// that is no disk, or not attached, holds nothing, and so does one of
+// another subscription: the transaction refuses it, and its writes are
+// none of the caller's business.
+func (s *Service) holdSource(ctx context.Context, id ResourceID, spec Spec) (release func(), err error) {
+	none := func() {}
+	srcID, err := ParseResourceID(spec.CreationData.SourceResourceID)
+	if err != nil || !strings.EqualFold(srcID.Subscription, id.Subscription) {
+		return none, nil
+	}
+	var image engine.ID
+	err = s.meta.View(ctx, func(tx meta.Tx) error {
+		src, err := s.load(tx, srcID)
+		if err == nil && src.Kind == KindDisk && src.Attached != nil {
+			image = src.Image
+		}
+		return nil
+	})
+	if err != nil || image == 0 {
+		return none, err
+	}
+	return s.engine.Hold(ctx, image)
 }
 
 // createCopy makes a disk or snapshot from a source disk or snapshot.

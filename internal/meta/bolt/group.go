@@ -173,7 +173,7 @@ func (s *Store) runGroup(calls []*call) (failedAt int) {
 				continue
 			}
 			t := &tx{s: s, ctx: c.ctx, b: b, writable: true}
-			err, pv, stack := callFn(c.fn, t)
+			pv, stack, err := callFn(c.fn, t)
 			t.b = nil // a Tx retained past fn now panics instead of reading freed pages
 			if t.err != nil {
 				// fn met a damaged page; whatever it did after is suspect.
@@ -223,11 +223,11 @@ func (s *Store) runGroup(calls []*call) (failedAt int) {
 // running on this goroutine, and the group must be rolled back and its
 // callers released whatever one closure does. The panic goes on up in the
 // goroutine of the Update that owns fn.
-func callFn(fn func(meta.Tx) error, t *tx) (err error, panicVal any, stack []byte) {
+func callFn(fn func(meta.Tx) error, t *tx) (panicVal any, stack []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			panicVal, stack = r, debug.Stack()
 		}
 	}()
-	return fn(t), nil, nil
+	return nil, nil, fn(t)
 }

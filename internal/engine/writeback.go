@@ -1,0 +1,476 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Write-back. A volume used as a disk (attached over NBD) gets many small
+// writes and, now and then, a flush; a write need only be durable once a
+// flush that follows it is answered. Committing each write on its own costs
+// a pack write and a metadata commit per write, and a whole 64 KiB chunk
+// for every 4 KiB written. A WriteBack instead keeps written blocks in
+// memory, whole, and commits all of them in one engine commit when asked to
+// flush, when they reach its bound, or a little while after the first of
+// them: a block written many times between flushes is stored once.
+//
+// Crash semantics: every flush is one commit, and a write is applied to the
+// buffer in one step, so after a crash each write reads wholly old or
+// wholly new, and everything before the last answered flush is there.
+//
+// Readers of sealed generations never see the buffer: [Engine.Hold] flushes
+// it and holds writes while the caller seals (takes a snapshot), so a
+// snapshot holds every write answered before it.
+
+// ErrWriteBackOpen: a volume has at most one WriteBack at a time.
+var ErrWriteBackOpen = errors.New("engine: the volume already has a write-back buffer")
+
+// ErrWriteBackClosed: the WriteBack was closed (the disk was detached).
+var ErrWriteBackClosed = errors.New("engine: the write-back buffer is closed")
+
+// DefaultWriteBackBytes bounds the blocks a WriteBack holds before a write
+// waits for them to commit: enough to absorb bursts between a guest's
+// flushes, small enough that a flush (and a snapshot of an attached disk)
+// stays short.
+const DefaultWriteBackBytes = 64 << 20
+
+// writeBackDelay is how long written blocks wait for a flush before the
+// WriteBack commits them anyway, bounding what a crash can lose from a
+// client that never flushes.
+const writeBackDelay = 5 * time.Second
+
+// maxReadRetries bounds how often a read starts over because a flush
+// committed while it read the volume; then it reads with flushes held.
+const maxReadRetries = 3
+
+// WriteBack buffers writes to one volume in memory. Its methods are safe
+// for concurrent use; concurrent writes to the same bytes land in some
+// order, as on any disk.
+type WriteBack struct {
+	e     *Engine
+	id    ID
+	size  int64
+	limit int // blocks held before a write waits for a flush
+
+	// barrier: writes hold it shared; Zero and Hold exclusively, to commit
+	// with no write half-way into the buffer.
+	barrier sync.RWMutex
+	// flushMu lets one flush run at a time; a flush that arrives during
+	// another waits and then commits what was written meanwhile.
+	flushMu sync.Mutex
+
+	mu sync.Mutex
+	// dirty holds the blocks written since the running flush (if any)
+	// began, flushing the blocks that flush commits. The volume's content
+	// is its committed content overlaid by flushing, then dirty.
+	dirty, flushing map[uint64][]byte
+	// epoch counts commits of this WriteBack (flushes, zeros): a block read
+	// from the engine is current only if no commit ended meanwhile.
+	epoch  uint64
+	free   [][]byte // block buffers to reuse
+	timer  *time.Timer
+	closed bool
+}
+
+// OpenWriteBack starts buffering writes to volume id, holding at most
+// limit bytes of written blocks (0 means [DefaultWriteBackBytes]). Until
+// [WriteBack.Close], write the volume only through the WriteBack: writes
+// made directly do not see its buffered blocks. Other readers of the
+// volume see only what it has committed.
+func (e *Engine) OpenWriteBack(ctx context.Context, id ID, limit int64) (*WriteBack, error) {
+	v, err := e.volumeView(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if limit == 0 {
+		limit = DefaultWriteBackBytes
+	}
+	blocks := int(limit / BlockSize)
+	if blocks < 1 || blocks > maxGuardedBlocks {
+		return nil, fmt.Errorf("engine: write-back bound %d: must hold 1 to %d blocks of %d bytes", limit, maxGuardedBlocks, BlockSize)
+	}
+	w := &WriteBack{e: e, id: id, size: v.size, limit: blocks, dirty: make(map[uint64][]byte)}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.writeBacks[id] != nil {
+		return nil, fmt.Errorf("%w: image %d", ErrWriteBackOpen, id)
+	}
+	e.writeBacks[id] = w
+	return w, nil
+}
+
+// Hold flushes volume id's WriteBack, if it has one, and holds its writes
+// until release is called, so that what the caller commits in between (a
+// snapshot) sees every write answered before Hold. Without a WriteBack it
+// holds nothing. release must be called exactly once.
+func (e *Engine) Hold(ctx context.Context, id ID) (release func(), err error) {
+	e.mu.Lock()
+	w := e.writeBacks[id]
+	e.mu.Unlock()
+	if w == nil {
+		return func() {}, nil
+	}
+	w.barrier.Lock()
+	// A WriteBack closed meanwhile flushed as it closed.
+	if err := w.Flush(ctx); err != nil && !errors.Is(err, ErrWriteBackClosed) {
+		w.barrier.Unlock()
+		return nil, err
+	}
+	return w.barrier.Unlock, nil
+}
+
+// Size is the volume's size in bytes when the WriteBack was opened.
+func (w *WriteBack) Size() int64 { return w.size }
+
+// Buffered returns the bytes of written blocks not yet committed.
+func (w *WriteBack) Buffered() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return int64(len(w.dirty)+len(w.flushing)) * BlockSize
+}
+
+// ReadAt reads the volume as written through w, flushed or not.
+func (w *WriteBack) ReadAt(ctx context.Context, p []byte, off int64) error {
+	if err := checkRange(off, int64(len(p)), w.size); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return ErrWriteBackClosed
+		}
+		if w.overlay(p, off, true) {
+			w.mu.Unlock()
+			return nil // every block is buffered
+		}
+		epoch := w.epoch
+		w.mu.Unlock()
+
+		if attempt == maxReadRetries {
+			// Flushes keep committing under this read: hold them.
+			w.flushMu.Lock()
+			err := w.e.ReadAt(ctx, w.id, p, off)
+			if err == nil {
+				w.mu.Lock()
+				w.overlay(p, off, false)
+				w.mu.Unlock()
+			}
+			w.flushMu.Unlock()
+			return err
+		}
+		if err := w.e.ReadAt(ctx, w.id, p, off); err != nil {
+			return err
+		}
+		w.mu.Lock()
+		// Unless a commit ended meanwhile, what the engine returned is the
+		// committed content, or newer where flushing blocks landed, and
+		// overlaying flushing and dirty gives the present content.
+		if w.epoch == epoch {
+			w.overlay(p, off, false)
+			w.mu.Unlock()
+			return nil
+		}
+		w.mu.Unlock()
+	}
+}
+
+// overlay copies the buffered blocks over [off, off+len(p)) into p, newest
+// last. With onlyIfAll it copies nothing unless every block is buffered,
+// and reports whether it copied. w.mu must be held.
+func (w *WriteBack) overlay(p []byte, off int64, onlyIfAll bool) bool {
+	end := off + int64(len(p))
+	if onlyIfAll {
+		for b := off / BlockSize; b*BlockSize < end; b++ {
+			if w.dirty[uint64(b)] == nil && w.flushing[uint64(b)] == nil {
+				return false
+			}
+		}
+	}
+	for b := off / BlockSize; b*BlockSize < end; b++ {
+		buf := w.dirty[uint64(b)]
+		if buf == nil {
+			buf = w.flushing[uint64(b)]
+		}
+		if buf == nil {
+			continue
+		}
+		bs := b * BlockSize
+		lo, hi := max(bs, off), min(bs+BlockSize, end)
+		copy(p[lo-off:hi-off], buf[lo-bs:hi-bs])
+	}
+	return true
+}
+
+// WriteAt writes p at off into the buffer. It returns once the write is
+// in the buffer (reads see it), not once it is durable: that is
+// [WriteBack.Flush]. It waits for a flush when the buffer is full.
+func (w *WriteBack) WriteAt(ctx context.Context, p []byte, off int64) error {
+	if err := checkRange(off, int64(len(p)), w.size); err != nil {
+		return err
+	}
+	w.barrier.RLock()
+	err := w.write(ctx, p, off)
+	w.barrier.RUnlock()
+	if err != nil {
+		return err
+	}
+	if w.full() {
+		// Only one of the writers that found it full need flush.
+		w.flushMu.Lock()
+		defer w.flushMu.Unlock()
+		if w.full() {
+			return w.flushLocked(ctx)
+		}
+	}
+	return nil
+}
+
+// write applies p to the buffer in one step under w.mu, so that a flush
+// commits all of it or none. Blocks it covers in part and that are not
+// buffered are read first, outside the lock; should a commit end while
+// they are read, they are read again.
+func (w *WriteBack) write(ctx context.Context, p []byte, off int64) error {
+	end := off + int64(len(p))
+	first, last := uint64(off/BlockSize), uint64((end-1)/BlockSize)
+	bases := make(map[uint64][]byte, 2) // at most the first and last block
+	defer func() {
+		for _, buf := range bases {
+			w.release(buf)
+		}
+	}()
+	w.mu.Lock()
+	for {
+		if w.closed {
+			w.mu.Unlock()
+			return ErrWriteBackClosed
+		}
+		// Edge blocks neither buffered nor read yet need a read first.
+		var need []uint64
+		for _, b := range []uint64{first, last} {
+			bs := int64(b) * BlockSize
+			partial := off > bs || end < bs+BlockSize
+			if partial && w.dirty[b] == nil && w.flushing[b] == nil && bases[b] == nil && (len(need) == 0 || need[0] != b) {
+				need = append(need, b)
+			}
+		}
+		if len(need) == 0 {
+			// Bases read are current: no commit ended since they were
+			// read, and this is the same critical section.
+			w.apply(p, off, bases)
+			w.mu.Unlock()
+			w.armTimer()
+			return nil
+		}
+		epoch := w.epoch
+		w.mu.Unlock()
+
+		for _, b := range need {
+			buf := w.alloc()
+			if err := w.e.ReadAt(ctx, w.id, buf, int64(b)*BlockSize); err != nil {
+				w.release(buf)
+				return err
+			}
+			bases[b] = buf
+		}
+		w.mu.Lock()
+		if w.epoch != epoch {
+			// A commit ended meanwhile: the blocks read may predate it.
+			for b, buf := range bases {
+				w.releaseLocked(buf)
+				delete(bases, b)
+			}
+		}
+	}
+}
+
+// apply copies p into the dirty blocks it covers, starting each from the
+// newest content: dirty, else flushing, else the base read for it, else
+// (a whole block) nothing. Bases it uses leave bases. w.mu must be held.
+func (w *WriteBack) apply(p []byte, off int64, bases map[uint64][]byte) {
+	end := off + int64(len(p))
+	for b := uint64(off / BlockSize); int64(b)*BlockSize < end; b++ {
+		bs := int64(b) * BlockSize
+		lo, hi := max(bs, off), min(bs+BlockSize, end)
+		buf := w.dirty[b]
+		if buf == nil {
+			switch {
+			case w.flushing[b] != nil:
+				buf = w.allocLocked()
+				copy(buf, w.flushing[b])
+			case bases[b] != nil:
+				buf = bases[b]
+				delete(bases, b)
+			default: // written whole below
+				buf = w.allocLocked()
+			}
+			w.dirty[b] = buf
+		}
+		copy(buf[lo-bs:hi-bs], p[lo-off:hi-off])
+	}
+}
+
+// full reports whether the buffer has reached its bound.
+func (w *WriteBack) full() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.dirty) >= w.limit
+}
+
+// armTimer makes sure a flush follows within writeBackDelay.
+func (w *WriteBack) armTimer() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.timer != nil || w.closed {
+		return
+	}
+	w.timer = time.AfterFunc(writeBackDelay, func() {
+		w.mu.Lock()
+		w.timer = nil
+		w.mu.Unlock()
+		if err := w.Flush(context.Background()); err != nil && !errors.Is(err, ErrWriteBackClosed) {
+			w.e.log.Warn("engine: write-back flush failed; the blocks stay buffered", "image", w.id, "err", err)
+		}
+	})
+}
+
+// Zero makes [off, off+n) read as zeros. Unlike WriteAt it commits at once,
+// with the buffer: a zeroed range is usually large (a trim), and the
+// engine zeroes it without storing anything.
+func (w *WriteBack) Zero(ctx context.Context, off, n int64) error {
+	if err := checkRange(off, n, w.size); err != nil {
+		return err
+	}
+	w.barrier.Lock()
+	defer w.barrier.Unlock()
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	if err := w.flushLocked(ctx); err != nil {
+		return err
+	}
+	err := w.e.Zero(ctx, w.id, off, n)
+	w.mu.Lock()
+	w.epoch++ // even on error: part of the range may have committed
+	w.mu.Unlock()
+	return err
+}
+
+// Flush commits every block written before it was called, in one engine
+// commit, and returns once they are durable. On error they stay buffered
+// for the next flush.
+func (w *WriteBack) Flush(ctx context.Context) error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	return w.flushLocked(ctx)
+}
+
+func (w *WriteBack) flushLocked(ctx context.Context) error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrWriteBackClosed
+	}
+	if len(w.dirty) == 0 {
+		w.mu.Unlock()
+		return nil
+	}
+	w.flushing, w.dirty = w.dirty, make(map[uint64][]byte, len(w.dirty))
+	batch := make([]blockWrite, 0, len(w.flushing))
+	for b, buf := range w.flushing {
+		batch = append(batch, blockWrite{b: b, data: buf})
+	}
+	w.mu.Unlock()
+
+	err := w.e.commitBlocks(ctx, w.id, batch)
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		// Keep the blocks; those written again meanwhile are newer.
+		for b, buf := range w.flushing {
+			if w.dirty[b] == nil {
+				w.dirty[b] = buf
+			} else {
+				w.releaseLocked(buf)
+			}
+		}
+		w.flushing = nil
+		return err
+	}
+	for _, buf := range w.flushing {
+		w.releaseLocked(buf)
+	}
+	w.flushing = nil
+	w.epoch++
+	return nil
+}
+
+// Close flushes what is buffered and ends the WriteBack; calls after it
+// fail with ErrWriteBackClosed. If the flush fails, the WriteBack stays
+// open (Close may be tried again) and nothing is lost.
+func (w *WriteBack) Close(ctx context.Context) error {
+	w.barrier.Lock()
+	defer w.barrier.Unlock()
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	if err := w.flushLocked(ctx); err != nil && !errors.Is(err, ErrWriteBackClosed) {
+		return err
+	}
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		if w.timer != nil {
+			w.timer.Stop()
+			w.timer = nil
+		}
+		w.free = nil
+	}
+	w.mu.Unlock()
+	w.e.mu.Lock()
+	if w.e.writeBacks[w.id] == w {
+		delete(w.e.writeBacks, w.id)
+	}
+	w.e.mu.Unlock()
+	return nil
+}
+
+func (w *WriteBack) alloc() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.allocLocked()
+}
+
+func (w *WriteBack) allocLocked() []byte {
+	if n := len(w.free); n > 0 {
+		buf := w.free[n-1]
+		w.free = w.free[:n-1]
+		return buf
+	}
+	return make([]byte, BlockSize)
+}
+
+func (w *WriteBack) release(buf []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.releaseLocked(buf)
+}
+
+// releaseLocked keeps buf for reuse, up to a bound: a flush frees as many
+// blocks as the buffer holds, and the next fills them again.
+func (w *WriteBack) releaseLocked(buf []byte) {
+	if len(w.free) < w.limit && !w.closed {
+		w.free = append(w.free, buf)
+	}
+}
+
+// commitBlocks commits whole blocks of a volume in one transaction.
+func (e *Engine) commitBlocks(ctx context.Context, id ID, batch []blockWrite) error {
+	v, err := e.volumeView(ctx, id)
+	if err != nil {
+		return err
+	}
+	return e.commit(ctx, id, v.zones, 0, 0, batch, nil)
+}
