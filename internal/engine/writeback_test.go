@@ -124,11 +124,13 @@ func TestWriteBackModel(t *testing.T) {
 				start := int64(rng.IntN(size/sector/writers))*writers + int64(k)
 				count := 1 + rng.IntN(40)
 				fill := byte(rng.IntN(255) + 1)
+				last := start * sector
 				for j := range count {
 					off := (start + int64(j)*writers) * sector
 					if off >= size {
 						break
 					}
+					last = off
 					p := bytes.Repeat([]byte{fill}, sector)
 					if err := wb.WriteAt(ctx, p, off); err != nil {
 						t.Error(err)
@@ -140,6 +142,23 @@ func TestWriteBackModel(t *testing.T) {
 				}
 				// Read back a sector this writer owns: no one else writes it.
 				off := start * sector
+				if i%8 == 0 {
+					// Once its own Flush returns, the engine holds it,
+					// however many flushes ran meanwhile.
+					if err := wb.Flush(ctx); err != nil {
+						t.Error(err)
+						return
+					}
+					got := make([]byte, sector)
+					if err := env.e.ReadAt(ctx, vol, got, last); err != nil {
+						t.Error(err)
+						return
+					}
+					if want := bytes.Repeat([]byte{fill}, sector); !bytes.Equal(got, want) {
+						t.Errorf("writer %d, round %d: after its Flush the volume's sector at %d holds %d, want %d", k, i, last, got[0], fill)
+						return
+					}
+				}
 				got := make([]byte, sector)
 				if err := wb.ReadAt(ctx, got, off); err != nil {
 					t.Error(err)
