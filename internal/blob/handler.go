@@ -59,19 +59,40 @@ type Config struct {
 	// Logger receives internal errors and answers cut short, with the
 	// request id; nil discards. The server logs one line per request.
 	Logger *slog.Logger
+	// MaxPutPages bounds the Put Pages whose bodies are read and written
+	// at once (each holds up to 4 MiB); 0 means DefaultMaxPutPages.
+	MaxPutPages int
+	// PutPageWait is how long a Put Page past that bound waits for its
+	// turn before it is refused with 503 ServerBusy, which clients retry
+	// after Retry-After; 0 means DefaultPutPageWait.
+	PutPageWait time.Duration
 }
+
+// Defaults of [Config]: 64 Put Pages in flight hold at most 256 MiB of
+// bodies, and keep the write path's group commits full.
+const (
+	DefaultMaxPutPages = 64
+	DefaultPutPageWait = 2 * time.Second
+)
 
 type handler struct {
 	svc *service.Service
 	id  *identity.Identity
 	eng *engine.Engine
 	log *slog.Logger
+	// pages holds a token per Put Page in flight; pageWait is how long one
+	// waits for a token.
+	pages    chan struct{}
+	pageWait time.Duration
 }
 
 // Validate reports a Config that cannot work.
 func (c Config) Validate() error {
 	if c.Service == nil || c.Identity == nil {
 		return errors.New("blob: Config.Service and Config.Identity are required")
+	}
+	if c.MaxPutPages < 0 || c.PutPageWait < 0 {
+		return errors.New("blob: Config.MaxPutPages and Config.PutPageWait must not be negative")
 	}
 	return nil
 }
@@ -82,7 +103,14 @@ func New(cfg Config) http.Handler {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
-	h := &handler{svc: cfg.Service, id: cfg.Identity, eng: cfg.Service.Engine(), log: cfg.Logger}
+	if cfg.MaxPutPages == 0 {
+		cfg.MaxPutPages = DefaultMaxPutPages
+	}
+	if cfg.PutPageWait == 0 {
+		cfg.PutPageWait = DefaultPutPageWait
+	}
+	h := &handler{svc: cfg.Service, id: cfg.Identity, eng: cfg.Service.Engine(), log: cfg.Logger,
+		pages: make(chan struct{}, cfg.MaxPutPages), pageWait: cfg.PutPageWait}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

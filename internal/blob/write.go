@@ -2,6 +2,7 @@ package blob
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/binary"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/deltadisk/deltadisk/internal/identity"
 	"github.com/deltadisk/deltadisk/internal/service"
@@ -100,6 +102,11 @@ func (h *handler) putPage(w http.ResponseWriter, r *http.Request, res *service.R
 		case r.ContentLength != n:
 			return invalidHeader("Content-Length", strconv.FormatInt(r.ContentLength, 10), "Content-Length must equal the length of the range %s (%d bytes).", value, n)
 		}
+		release, err := h.admitPage(r.Context())
+		if err != nil {
+			return err
+		}
+		defer release()
 		bp := pageBuffers.Get().(*[]byte)
 		defer pageBuffers.Put(bp)
 		data = (*bp)[:n]
@@ -206,4 +213,28 @@ func grantAccess(res *service.Resource) string {
 		return "no"
 	}
 	return res.Grant.Access
+}
+
+// admitPage waits for a Put Page's turn to read its body and write, up to
+// the handler's bound; past it the request is refused before its body is
+// read, so a backlog costs neither memory nor a half-done write.
+func (h *handler) admitPage(ctx context.Context) (release func(), err error) {
+	release = func() { <-h.pages }
+	select {
+	case h.pages <- struct{}{}:
+		return release, nil
+	default:
+	}
+	t := time.NewTimer(h.pageWait)
+	defer t.Stop()
+	select {
+	case h.pages <- struct{}{}:
+		return release, nil
+	case <-t.C:
+		// SDKs retry 503 ServerBusy after Retry-After.
+		return nil, errorf(http.StatusServiceUnavailable, "ServerBusy", "The server is currently unable to receive requests: too many Put Pages are in progress. Please retry your request.").
+			withHeader("Retry-After", "1")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

@@ -7,12 +7,16 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc64"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/deltadisk/deltadisk/internal/blob"
 	"github.com/deltadisk/deltadisk/internal/chunks/chunkstest"
 	"github.com/deltadisk/deltadisk/internal/service"
 )
@@ -280,5 +284,85 @@ func TestPutPageRacesRevoke(t *testing.T) {
 	}
 	if refused == 0 {
 		t.Logf("the revoke came after every write this time")
+	}
+}
+
+// TestPutPageBacklog: past MaxPutPages in flight, a Put Page waits up to
+// PutPageWait and is then refused with 503 ServerBusy and Retry-After
+// before its body is read, writing nothing; once the backlog clears, Put
+// Pages go through again.
+func TestPutPageBacklog(t *testing.T) {
+	f := newFixture(t)
+	h := blob.New(blob.Config{Service: f.svc, Identity: f.id, MaxPutPages: 1, PutPageWait: 20 * time.Millisecond})
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	d := f.smallDisk(t, "d")
+	sas := strings.Replace(f.grant(t, d.ID(), service.AccessWrite), f.srv.URL, srv.URL, 1)
+	send := func(body io.Reader, n int, off int) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, sas+"&comp=page", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = int64(n)
+		req.Header.Set("x-ms-page-write", "update")
+		req.Header.Set("x-ms-range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+		req.Header.Set("x-ms-version", "2026-12-06")
+		return srv.Client().Do(req)
+	}
+
+	// The first Put Page holds the only slot: its body arrives slowly.
+	pr, pw := io.Pipe()
+	first := make(chan *http.Response, 1)
+	go func() {
+		resp, err := send(pr, 4096, 0)
+		if err != nil {
+			t.Error(err)
+		}
+		first <- resp
+	}()
+	if _, err := pw.Write(pattern(512, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); blob.PutPagesInFlight(h) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first Put Page was not admitted within 10s")
+		}
+	}
+
+	resp, err := send(bytes.NewReader(pattern(4096, 2)), 4096, 8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	r := response{status: resp.StatusCode, header: resp.Header, body: body}
+	wantError(t, r, http.StatusServiceUnavailable, "ServerBusy")
+	if r.header.Get("Retry-After") == "" {
+		t.Errorf("503 ServerBusy without Retry-After: %v", r.header)
+	}
+	got := make([]byte, 4096)
+	if err := f.eng.ReadAt(t.Context(), d.Image, got, 8192); err != nil || !bytes.Equal(got, make([]byte, 4096)) {
+		t.Fatalf("the refused Put Page wrote: %x…, %v", got[:8], err)
+	}
+
+	if _, err := pw.Write(pattern(4096, 1)[512:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if resp := <-first; resp == nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("the admitted Put Page = %v, want 201", resp)
+	} else {
+		resp.Body.Close()
+	}
+	resp, err = send(bytes.NewReader(pattern(4096, 2)), 4096, 8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("a Put Page after the backlog cleared = %d, want 201", resp.StatusCode)
+	}
+	if err := f.eng.ReadAt(t.Context(), d.Image, got, 8192); err != nil || !bytes.Equal(got, pattern(4096, 2)) {
+		t.Fatalf("the retried Put Page did not land: %v", err)
 	}
 }
