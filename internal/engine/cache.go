@@ -148,6 +148,12 @@ func (c *blockCache) read(ctx context.Context, ref chunks.Ref, dst []byte, at in
 	return nil
 }
 
+// add enters data as ref's contents, as a miss that loaded it would, for a
+// block just written whose ref the writer computed from these very bytes.
+func (c *blockCache) add(ctx context.Context, ref chunks.Ref, data []byte) {
+	_ = c.read(ctx, ref, nil, 0, func() ([]byte, error) { return data, nil })
+}
+
 // copyOut copies from the entry for ref, if there is one, and marks it used.
 func (s *cacheShard) copyOut(ref chunks.Ref, dst []byte, at int) bool {
 	s.mu.RLock()

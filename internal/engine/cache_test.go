@@ -464,3 +464,35 @@ func TestReadCacheDisabled(t *testing.T) {
 		t.Error("Validate with CacheBytes -1 = nil, want an error")
 	}
 }
+
+// TestPartialWritesReadCache: the read-modify-write of small writes reads
+// the block through the cache, so repeated small writes to one block read
+// storage once.
+func TestPartialWritesReadCache(t *testing.T) {
+	env := newCacheEnv(t, 1<<20)
+	ctx := t.Context()
+	id, err := env.e.CreateVolume(ctx, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := randomBlock(1)
+	if err := env.e.WriteAt(ctx, id, want, 0); err != nil {
+		t.Fatal(err)
+	}
+	before := env.backend.Stats().ReadAts
+	for i := range 8 {
+		p := randomBlock(uint64(10 + i))[:SectorSize]
+		off := int64(i) * 4096
+		if err := env.e.WriteAt(ctx, id, p, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(want[off:], p)
+	}
+	if got := env.backend.Stats().ReadAts - before; got > 1 {
+		t.Errorf("8 small writes to one block read storage %d times, want at most 1 (the cache serves the rest)", got)
+	}
+	got := make([]byte, BlockSize)
+	if err := env.e.ReadAt(ctx, id, got, 0); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("after the small writes the block reads wrong (%v)", err)
+	}
+}

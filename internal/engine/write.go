@@ -214,6 +214,15 @@ func (e *Engine) commitBatch(ctx context.Context, v view, off, n int64, src []by
 			}
 		}
 		err := e.commit(ctx, id, v.zones, off, n, batch, g)
+		if err == nil && e.cache != nil {
+			// A block written in part is likely written in part again
+			// soon (small random writes), and its next merge reads it.
+			for _, w := range batch {
+				if w.partial && w.val.nonZero {
+					e.cache.add(ctx, w.val.ref, w.data)
+				}
+			}
+		}
 		if !errors.Is(err, errBlockChanged) || attempt == maxAttempts {
 			return err
 		}
@@ -228,7 +237,14 @@ func (e *Engine) merge(ctx context.Context, id ID, w *blockWrite, off int64, src
 	}
 	buf := make([]byte, BlockSize)
 	if br := plan[0]; br.val.nonZero {
-		if buf, err = e.getBlock(ctx, id, br, buf[:0]); err != nil {
+		// Through the cache: small writes to one block read it again and
+		// again. A chunk moved since the plan is read as export reads it.
+		var scratch []byte
+		err := e.readBlock(ctx, br, buf, 0, &scratch)
+		if errors.Is(err, chunks.ErrNotFound) {
+			buf, err = e.getBlock(ctx, id, br, buf[:0])
+		}
+		if err != nil {
 			return err
 		}
 	}
