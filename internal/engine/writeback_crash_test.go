@@ -81,6 +81,10 @@ func TestWriteBackCrash(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// The kill comes at a random moment after the child has opened
+		// the store: under the race detector, start-up alone can outlast
+		// the sleep.
+		waitReady(t, logPath, cmd)
 		time.Sleep(time.Duration(30+rng.IntN(250)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		err := cmd.Wait()
@@ -128,6 +132,23 @@ func TestWriteBackCrash(t *testing.T) {
 	}
 }
 
+// waitReady waits until the child's log exists and is not empty: the child
+// creates it once its WriteBack is open.
+func waitReady(t *testing.T, logPath string, cmd *exec.Cmd) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if fi, err := os.Stat(logPath); err == nil && fi.Size() > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("the child did not open the store within a minute")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // readWBLog returns the writes a child logged and how many of them the last
 // acknowledged flush covers. A line torn by the kill is dropped.
 func readWBLog(t *testing.T, path string) ([]wbWrite, int) {
@@ -164,10 +185,6 @@ func wbCrashChild(dir string) {
 		os.Exit(3)
 	}
 	ctx := context.Background()
-	logf, err := os.Create(os.Getenv("DELTADISK_WB_CRASH_LOG"))
-	if err != nil {
-		fail(err)
-	}
 	e, _, err := openCrashStore(dir)
 	if err != nil {
 		fail(err)
@@ -178,6 +195,13 @@ func wbCrashChild(dir string) {
 	}
 	wb, err := e.OpenWriteBack(ctx, vols[0].ID, 8*engine.BlockSize)
 	if err != nil {
+		fail(err)
+	}
+	logf, err := os.Create(os.Getenv("DELTADISK_WB_CRASH_LOG"))
+	if err != nil {
+		fail(err)
+	}
+	if _, err := fmt.Fprintln(logf, "R"); err != nil {
 		fail(err)
 	}
 	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(time.Now().UnixNano())))
