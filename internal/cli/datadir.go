@@ -24,6 +24,7 @@ const (
 	stateFileName       = "identity.json"    // tenant, subscription, principal, signing key (0600)
 	credentialsFileName = "credentials.json" // for clients, rewritten at start when it changed (0600)
 	tlsDirName          = "tls"              // CA and server certificate (keys 0600)
+	journalDirName      = "journal"          // write-ahead journals of attached disks
 
 	// dataDirFormat is the data dir layout this binary reads and writes.
 	// Format 1 kept all packs in one "chunks" directory, before zones.

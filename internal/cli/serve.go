@@ -175,6 +175,7 @@ func runServe(ctx context.Context, g *globals, opts serveOptions, _ []string) (e
 	defer func() { err = errors.Join(err, closeZones()) }()
 	ecfg := engine.DefaultConfig()
 	ecfg.Meta, ecfg.Zones, ecfg.Logger = metaStore, zones, log
+	ecfg.JournalDir = filepath.Join(dir, journalDirName)
 	eng, err := engine.Open(ctx, ecfg)
 	if err != nil {
 		return err

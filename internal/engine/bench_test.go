@@ -45,6 +45,7 @@ import (
 	"github.com/deltadisk/deltadisk/internal/chunks/chunkstest"
 	"github.com/deltadisk/deltadisk/internal/chunks/local"
 	"github.com/deltadisk/deltadisk/internal/engine"
+	"github.com/deltadisk/deltadisk/internal/meta"
 	"github.com/deltadisk/deltadisk/internal/meta/bolt"
 	"github.com/deltadisk/deltadisk/internal/meta/metatest"
 	"github.com/deltadisk/deltadisk/internal/vhd"
@@ -934,31 +935,43 @@ func BenchmarkCachedRead(b *testing.B) {
 // disk: 32 writes of 4 KiB at random places of a 1 GiB volume, through a
 // WriteBack, then a Flush, on local packs and bolt. It reports the time of
 // the flush alone beside the cycle's, which is what bounds small random
-// writes over NBD (fio's --fsync=32 waits for each flush).
+// writes over NBD (fio's --fsync=32 waits for each flush). "commit" flushes
+// by committing the blocks; "journal" appends the writes to the journal
+// and fsyncs it, and folds the blocks in the background when 64 MiB of
+// them are buffered or 5 s have passed.
 func BenchmarkWriteBackFlush(b *testing.B) {
-	ctx := context.Background()
-	dir := b.TempDir()
-	env := newEnvOn(b, dir, openLocal(b, filepath.Join(dir, "packs")))
-	vol := must[engine.ID](b)(env.e.CreateVolume(ctx, 1<<30))
-	wb := must[*engine.WriteBack](b)(env.e.OpenWriteBack(ctx, vol, 0))
-	b.Cleanup(func() { wb.Close(ctx) })
-	r := newRand(1)
-	rng := rand.New(rand.NewPCG(1, 2))
-	p := make([]byte, 4096)
-	var flushing time.Duration
-	b.ResetTimer()
-	for b.Loop() {
-		for range 32 {
-			r.Read(p)
-			if err := wb.WriteAt(ctx, p, rng.Int64N(1<<30/4096)*4096); err != nil {
-				b.Fatal(err)
+	for _, journal := range []bool{false, true} {
+		name := map[bool]string{false: "commit", true: "journal"}[journal]
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			dir := b.TempDir()
+			configure := func(*engine.Config) {}
+			if journal {
+				configure = func(c *engine.Config) { c.JournalDir = filepath.Join(dir, "journal") }
 			}
-		}
-		start := time.Now()
-		if err := wb.Flush(ctx); err != nil {
-			b.Fatal(err)
-		}
-		flushing += time.Since(start)
+			env := newEnvConfigured(b, dir, openLocal(b, filepath.Join(dir, "packs")), func(s meta.Store) meta.Store { return s }, configure)
+			vol := must[engine.ID](b)(env.e.CreateVolume(ctx, 1<<30))
+			wb := must[*engine.WriteBack](b)(env.e.OpenWriteBack(ctx, vol, 0))
+			b.Cleanup(func() { wb.Close(ctx) })
+			r := newRand(1)
+			rng := rand.New(rand.NewPCG(1, 2))
+			p := make([]byte, 4096)
+			var flushing time.Duration
+			b.ResetTimer()
+			for b.Loop() {
+				for range 32 {
+					r.Read(p)
+					if err := wb.WriteAt(ctx, p, rng.Int64N(1<<30/4096)*4096); err != nil {
+						b.Fatal(err)
+					}
+				}
+				start := time.Now()
+				if err := wb.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+				flushing += time.Since(start)
+			}
+			b.ReportMetric(float64(flushing.Microseconds())/float64(b.N), "flush-µs/op")
+		})
 	}
-	b.ReportMetric(float64(flushing.Microseconds())/float64(b.N), "flush-µs/op")
 }

@@ -152,6 +152,29 @@ func (e *Engine) Check(ctx context.Context, opts CheckOptions) (CheckReport, err
 		for key, id := range snaps {
 			bad("snapshot %d: missing from the snapshot index at %d@%d", id, key[0], key[1])
 		}
+		// A journal key belongs to a volume with an open WriteBack, or one
+		// whose journal the next Open replays.
+		if err := scanAll(tx, prefixJournal, func(k, v []byte) error {
+			id, err := decodeIDKey(k, prefixJournal)
+			if err != nil {
+				return err
+			}
+			if _, err := decodeJournalMark(v); err != nil {
+				bad("journal of image %d: %v", id, err)
+			}
+			b, err := tx.Get(imageKey(ID(id)))
+			if errors.Is(err, meta.ErrNotFound) {
+				bad("journal of image %d: no such image", id)
+				return nil
+			}
+			var img imageRecord
+			if err == nil && json.Unmarshal(b, &img) == nil && img.Kind != KindVolume {
+				bad("journal of image %d: not a volume", id)
+			}
+			return err
+		}); err != nil {
+			return err
+		}
 		for l, rec := range lins {
 			if rec.Volume != 0 {
 				if _, err := tx.Get(imageKey(rec.Volume)); errors.Is(err, meta.ErrNotFound) {

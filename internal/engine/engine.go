@@ -81,6 +81,13 @@ type Config struct {
 	// to reads from memory. It is rounded down to whole blocks; zero
 	// disables the cache.
 	CacheBytes int64
+	// JournalDir, when set, is a node-local directory for the write-ahead
+	// journals of write-back buffers ([Engine.OpenWriteBack]): a flush of
+	// an attached disk appends there and fsyncs once, and the blocks reach
+	// the zones later in larger commits. Open replays what a crash left
+	// there. Leave it empty when the zones' stores are shared by several
+	// nodes: a flush then commits to them directly.
+	JournalDir string
 }
 
 // DefaultConfig returns a Config with defaults for everything but the stores.
@@ -121,6 +128,8 @@ type Engine struct {
 	now       func() time.Time
 	readAhead int
 	cache     *blockCache // nil when disabled
+	// journalDir holds write-back journals; empty for none.
+	journalDir string
 
 	// kick wakes the replication loop; replicated counts bytes it copied.
 	kick       chan struct{}
@@ -152,6 +161,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		now:        cfg.Now,
 		readAhead:  cfg.ReadAhead,
 		cache:      newBlockCache(cfg.CacheBytes, BlockSize),
+		journalDir: cfg.JournalDir,
 		locks:      make(map[LineageID]*lineageLock),
 		writeBacks: make(map[ID]*WriteBack),
 		kick:       make(chan struct{}, 1),
@@ -182,6 +192,12 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if err := e.resume(ctx); err != nil {
 		return nil, fmt.Errorf("engine: resuming interrupted work: %w", err)
+	}
+	if e.journalDir != "" {
+		// Before any reader: a volume's content includes its journal.
+		if err := e.replayJournals(ctx); err != nil {
+			return nil, fmt.Errorf("engine: replaying write-back journals in %s: %w", e.journalDir, err)
+		}
 	}
 	e.Kick() // replication a restart interrupted, if any
 	return e, nil

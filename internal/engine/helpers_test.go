@@ -62,7 +62,20 @@ func newPlainEnv(t testing.TB) *testEnv {
 	return newEnvWrapped(t, t.TempDir(), chunkstest.NewMem(), func(s meta.Store) meta.Store { return s })
 }
 
+// newJournalEnv is newEnv with write-back journals in dir/journal.
+func newJournalEnv(t testing.TB) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	return newEnvConfigured(t, dir, chunkstest.NewMem(), func(s meta.Store) meta.Store { return metatest.Wrap(t, s) },
+		func(c *engine.Config) { c.JournalDir = filepath.Join(dir, "journal") })
+}
+
 func newEnvWrapped(t testing.TB, dir string, backend chunks.Backend, wrap func(meta.Store) meta.Store) *testEnv {
+	t.Helper()
+	return newEnvConfigured(t, dir, backend, wrap, func(*engine.Config) {})
+}
+
+func newEnvConfigured(t testing.TB, dir string, backend chunks.Backend, wrap func(meta.Store) meta.Store, configure func(*engine.Config)) *testEnv {
 	t.Helper()
 	env := &testEnv{dir: dir, backend: chunkstest.Counting(backend), now: time.Unix(1_800_000_000, 0)}
 	b := openBolt(t, dir)
@@ -82,6 +95,7 @@ func newEnvWrapped(t testing.TB, dir string, backend chunks.Backend, wrap func(m
 	ecfg.Meta = env.meta
 	ecfg.Zones = []engine.Zone{{Name: "z1", Store: store}}
 	ecfg.Now = func() time.Time { return env.now }
+	configure(&ecfg)
 	e, err := engine.Open(context.Background(), ecfg)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ const (
 	prefixZone    = 'Z' // Z name → zone number (uint32)
 	prefixPending = 'P' // P id → empty: the image's chunks await replication
 	prefixSnap    = 'S' // S lineage gen → snapshot ID (uint64): a lineage's snapshots in order
+	prefixJournal = 'J' // J id → journal mark: a volume's write-back journal, incarnation and folded seq
 )
 
 var (
@@ -74,6 +75,8 @@ func chunkKey(r chunks.Ref) []byte { return append([]byte{prefixChunk}, r[:]...)
 func zoneKey(name string) []byte { return append([]byte{prefixZone}, name...) }
 
 func pendingKey(id ID) []byte { return put64([]byte{prefixPending}, uint64(id)) }
+
+func journalKey(id ID) []byte { return put64([]byte{prefixJournal}, uint64(id)) }
 
 func snapKey(l LineageID, g Generation) []byte {
 	return put64(put64([]byte{prefixSnap}, uint64(l)), uint64(g))

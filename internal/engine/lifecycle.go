@@ -337,6 +337,9 @@ func (e *Engine) DeleteTx(tx meta.Tx, id ID) (Release, error) {
 		return Release{}, err
 	}
 	if v.kind == KindVolume {
+		if err := tx.Delete(journalKey(id)); err != nil {
+			return Release{}, err
+		}
 		// The head dies with the volume: mark it dying (no references)
 		// and detach it from the lineage.
 		v.rec.Volume = 0

@@ -93,9 +93,10 @@ func (e *Engine) ZeroIf(ctx context.Context, id ID, off, n int64, guard func(met
 }
 
 // inCommit is what a write does in its commit besides its batch: a guard's
-// check, and a run of whole blocks to zero.
+// check (or a write-back fold's journal mark), and a run of whole blocks to
+// zero.
 type inCommit struct {
-	check func(meta.Tx) error // nil: no guard
+	check func(meta.Tx) error // nil: nothing
 	// [zeroFrom, zeroTo) is a run of whole blocks to zero, resolved inside
 	// the commit rather than by a walk before it: a block written in
 	// between would keep its data, so a concurrent write would survive in

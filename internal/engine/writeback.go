@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/deltadisk/deltadisk/internal/meta"
 )
 
 // Write-back. A volume used as a disk (attached over NBD) gets many small
@@ -17,9 +22,16 @@ import (
 // flush, when they reach its bound, or a little while after the first of
 // them: a block written many times between flushes is stored once.
 //
-// Crash semantics: every flush is one commit, and a write is applied to the
-// buffer in one step, so after a crash each write reads wholly old or
-// wholly new, and everything before the last answered flush is there.
+// With a journal (Config.JournalDir), a flush only appends the writes since
+// the last one to the journal and fsyncs it; the blocks are committed
+// ("folded") when the buffer or the journal reaches its bound, a little
+// while after the first write, before a snapshot and at Close, while
+// writes go on into a fresh buffer. See journal.go.
+//
+// Crash semantics: a fold is one commit, a journal record is one write,
+// and a write is applied to the buffer in one step, so after a crash each
+// write reads wholly old or wholly new, the writes that survive are the
+// first ones, and everything before the last answered flush is there.
 //
 // Readers of sealed generations never see the buffer: [Engine.Hold] flushes
 // it and holds writes while the caller seals (takes a snapshot), so a
@@ -58,9 +70,13 @@ type WriteBack struct {
 	// barrier: writes hold it shared; Zero and Hold exclusively, to commit
 	// with no write half-way into the buffer.
 	barrier sync.RWMutex
-	// flushMu lets one flush run at a time; a flush that arrives during
-	// another waits and then commits what was written meanwhile.
+	// flushMu lets one fold (commit of the buffer) run at a time; a fold
+	// asked for during another waits and then commits what was written
+	// meanwhile.
 	flushMu sync.Mutex
+	// j is the write-ahead journal; nil without one, and then a flush is
+	// a fold.
+	j *wbJournal
 
 	mu sync.Mutex
 	// dirty holds the blocks written since the running flush (if any)
@@ -70,15 +86,35 @@ type WriteBack struct {
 	// epoch counts commits of this WriteBack (flushes, zeros): a block read
 	// from the engine is current only if no commit ended meanwhile.
 	epoch uint64
-	// seq counts the writes and zeros applied; flushed is the seq the last
-	// successful flush covered. A flush that finds its writes covered by a
-	// flush that ran while it waited has nothing to do: clients that send
-	// flushes back to back (fio does) pay for one commit.
+	// seq counts the writes applied; flushed is the highest seq made
+	// durable (by a fold or a journal sync). A flush that finds its
+	// writes covered by a flush that ran while it waited has nothing to
+	// do: clients that send flushes back to back (fio does) pay for one.
 	seq, flushed uint64
 	free         [][]byte // block buffers to reuse
 	timer        *time.Timer
+	delay        time.Duration // from a write to the fold that follows it
 	closed       bool
 }
+
+// wbJournal is a WriteBack's journal.
+type wbJournal struct {
+	dir string
+	inc uint64
+	// syncMu lets one sync run at a time. A fold takes it (after flushMu)
+	// to drop segments; a sync never takes flushMu.
+	syncMu sync.Mutex
+	// segs are the segments not yet dropped, oldest first; the last
+	// takes new records. Guarded by the WriteBack's mu.
+	segs []*segment
+}
+
+func (j *wbJournal) newSegment(id ID, first uint64) *segment {
+	return &segment{path: filepath.Join(j.dir, segmentName(id, j.inc, first)), first: first}
+}
+
+// errJournalBroken: a journal write failed; the flush folds instead.
+var errJournalBroken = errors.New("engine: the write-back journal failed")
 
 // OpenWriteBack starts buffering writes to volume id, holding at most
 // limit bytes of written blocks (0 means [DefaultWriteBackBytes]). Until
@@ -97,13 +133,33 @@ func (e *Engine) OpenWriteBack(ctx context.Context, id ID, limit int64) (*WriteB
 	if blocks < 1 || blocks > maxGuardedBlocks {
 		return nil, fmt.Errorf("engine: write-back bound %d: must hold 1 to %d blocks of %d bytes", limit, maxGuardedBlocks, BlockSize)
 	}
-	w := &WriteBack{e: e, id: id, size: v.size, limit: blocks, dirty: make(map[uint64][]byte)}
+	w := &WriteBack{e: e, id: id, size: v.size, limit: blocks, dirty: make(map[uint64][]byte), delay: writeBackDelay}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.writeBacks[id] != nil {
+		e.mu.Unlock()
 		return nil, fmt.Errorf("%w: image %d", ErrWriteBackOpen, id)
 	}
 	e.writeBacks[id] = w
+	e.mu.Unlock()
+	if e.journalDir != "" {
+		// The incarnation is committed before any record of it is
+		// written, so replay never mistakes its records for another's.
+		j := &wbJournal{dir: e.journalDir, inc: rand.Uint64()}
+		j.segs = []*segment{j.newSegment(id, 1)}
+		err := e.meta.Update(ctx, func(tx meta.Tx) error {
+			if _, err := openView(tx, id); err != nil {
+				return err
+			}
+			return tx.Put(journalKey(id), journalMark{inc: j.inc}.encode())
+		})
+		if err != nil {
+			e.mu.Lock()
+			delete(e.writeBacks, id)
+			e.mu.Unlock()
+			return nil, err
+		}
+		w.j = j
+	}
 	return w, nil
 }
 
@@ -119,8 +175,12 @@ func (e *Engine) Hold(ctx context.Context, id ID) (release func(), err error) {
 		return func() {}, nil
 	}
 	w.barrier.Lock()
-	// A WriteBack closed meanwhile flushed as it closed.
-	if err := w.Flush(ctx); err != nil && !errors.Is(err, ErrWriteBackClosed) {
+	// A snapshot reads committed generations only: fold, not just sync.
+	// A WriteBack closed meanwhile folded as it closed.
+	w.flushMu.Lock()
+	err = w.flushLocked(ctx)
+	w.flushMu.Unlock()
+	if err != nil && !errors.Is(err, ErrWriteBackClosed) {
 		w.barrier.Unlock()
 		return nil, err
 	}
@@ -212,24 +272,59 @@ func (w *WriteBack) overlay(p []byte, off int64, onlyIfAll bool) bool {
 
 // WriteAt writes p at off into the buffer. It returns once the write is
 // in the buffer (reads see it), not once it is durable: that is
-// [WriteBack.Flush]. It waits for a flush when the buffer is full.
+// [WriteBack.Flush]. A write that fills the buffer starts a fold in the
+// background; one that finds it full while a fold runs waits for it, so
+// that the buffer holds at most twice its bound, plus the writes in
+// flight.
+// Writes larger than 32 MiB are applied in pieces of 32 MiB.
 func (w *WriteBack) WriteAt(ctx context.Context, p []byte, off int64) error {
 	if err := checkRange(off, int64(len(p)), w.size); err != nil {
 		return err
 	}
-	w.barrier.RLock()
-	err := w.write(ctx, p, off)
-	w.barrier.RUnlock()
-	if err != nil {
-		return err
-	}
-	if w.full() {
-		// Only one of the writers that found it full need flush.
-		w.flushMu.Lock()
-		defer w.flushMu.Unlock()
-		if w.full() {
-			return w.flushLocked(ctx)
+	for len(p) > 0 {
+		n := min(len(p), maxJournalWrite)
+		// Room first, then the write: writers in flight can take the
+		// buffer past its bound by their own blocks, no further.
+		if err := w.makeRoom(ctx); err != nil {
+			return err
 		}
+		w.barrier.RLock()
+		err := w.write(ctx, p[:n], off)
+		w.barrier.RUnlock()
+		if err != nil {
+			return err
+		}
+		if err := w.makeRoom(ctx); err != nil {
+			return err
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+// makeRoom folds the buffer when it is full: in the background if no fold
+// runs, so that the writer goes on, else after waiting for the running
+// one, so that the buffer stays bounded.
+func (w *WriteBack) makeRoom(ctx context.Context) error {
+	if !w.full() {
+		return nil
+	}
+	if w.flushMu.TryLock() {
+		go func() {
+			defer w.flushMu.Unlock()
+			if !w.full() {
+				return
+			}
+			if err := w.flushLocked(context.Background()); err != nil && !errors.Is(err, ErrWriteBackClosed) {
+				w.e.log.Warn("engine: write-back fold failed; the blocks stay buffered", "image", w.id, "err", err)
+			}
+		}()
+		return nil
+	}
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	if w.full() {
+		return w.flushLocked(ctx)
 	}
 	return nil
 }
@@ -317,12 +412,25 @@ func (w *WriteBack) apply(p []byte, off int64, bases map[uint64][]byte) {
 		copy(buf[lo-bs:hi-bs], p[lo-off:hi-off])
 	}
 	w.seq++
+	if w.j != nil {
+		seg := w.j.segs[len(w.j.segs)-1]
+		seg.pending = appendJournalRecord(seg.pending, w.j.inc, w.seq, off, p)
+		seg.size += journalHeader + int64(len(p))
+	}
 }
 
-// full reports whether the buffer has reached its bound.
+// full reports whether the buffer, or the journal's current segment, has
+// reached its bound: a journal as large as the buffer costs its replay
+// time, and a fold starts a new segment.
 func (w *WriteBack) full() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return false
+	}
+	if w.j != nil && w.j.segs[len(w.j.segs)-1].size >= int64(w.limit)*BlockSize {
+		return true
+	}
 	return len(w.dirty) >= w.limit
 }
 
@@ -333,12 +441,15 @@ func (w *WriteBack) armTimer() {
 	if w.timer != nil || w.closed {
 		return
 	}
-	w.timer = time.AfterFunc(writeBackDelay, func() {
+	w.timer = time.AfterFunc(w.delay, func() {
 		w.mu.Lock()
 		w.timer = nil
 		w.mu.Unlock()
-		if err := w.Flush(context.Background()); err != nil && !errors.Is(err, ErrWriteBackClosed) {
-			w.e.log.Warn("engine: write-back flush failed; the blocks stay buffered", "image", w.id, "err", err)
+		w.flushMu.Lock()
+		err := w.flushLocked(context.Background())
+		w.flushMu.Unlock()
+		if err != nil && !errors.Is(err, ErrWriteBackClosed) {
+			w.e.log.Warn("engine: write-back fold failed; the blocks stay buffered", "image", w.id, "err", err)
 		}
 	})
 }
@@ -364,10 +475,17 @@ func (w *WriteBack) Zero(ctx context.Context, off, n int64) error {
 	return err
 }
 
-// Flush commits every block written before it was called, in one engine
-// commit, and returns once they are durable. On error they stay buffered
-// for the next flush.
+// Flush returns once every write made before it was called is durable:
+// appended to the journal and fsynced, or, without a journal, committed in
+// one engine commit. On error the writes stay buffered for the next flush.
 func (w *WriteBack) Flush(ctx context.Context) error {
+	if w.j != nil {
+		err := w.syncJournal()
+		if !errors.Is(err, errJournalBroken) {
+			return err
+		}
+		w.e.log.Warn("engine: the write-back journal failed; flushes commit the blocks until a fold starts a new segment", "image", w.id, "err", err)
+	}
 	w.mu.Lock()
 	target := w.seq
 	w.mu.Unlock()
@@ -382,6 +500,55 @@ func (w *WriteBack) Flush(ctx context.Context) error {
 	return w.flushLocked(ctx)
 }
 
+// syncJournal writes the records of every write made before it was called
+// to the journal and fsyncs them. It returns errJournalBroken (wrapped) if
+// a segment cannot be written.
+func (w *WriteBack) syncJournal() error {
+	w.mu.Lock()
+	target := w.seq
+	w.mu.Unlock()
+	w.j.syncMu.Lock()
+	defer w.j.syncMu.Unlock()
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrWriteBackClosed
+	}
+	if w.flushed >= target {
+		w.mu.Unlock()
+		return nil
+	}
+	var batch []segmentWrite
+	for _, seg := range w.j.segs {
+		if seg.broken {
+			w.mu.Unlock()
+			return errJournalBroken
+		}
+		if len(seg.pending) > 0 {
+			batch = append(batch, segmentWrite{seg, seg.pending})
+			seg.pending = nil
+		}
+	}
+	upTo := w.seq
+	w.mu.Unlock()
+
+	if err := syncSegments(w.j.dir, batch); err != nil {
+		w.mu.Lock()
+		for _, sw := range batch {
+			sw.seg.broken = true
+		}
+		w.mu.Unlock()
+		return fmt.Errorf("%w: %w", errJournalBroken, err)
+	}
+	w.mu.Lock()
+	w.flushed = max(w.flushed, upTo)
+	w.mu.Unlock()
+	return nil
+}
+
+// flushLocked folds: it commits the buffer in one engine commit (with the
+// journal's mark) while writes go on into a fresh buffer and, with a
+// journal, a fresh segment. w.flushMu must be held.
 func (w *WriteBack) flushLocked(ctx context.Context) error {
 	w.mu.Lock()
 	if w.closed {
@@ -399,9 +566,14 @@ func (w *WriteBack) flushLocked(ctx context.Context) error {
 	for b, buf := range w.flushing {
 		batch = append(batch, blockWrite{b: b, data: buf})
 	}
+	var mark *journalMark
+	if w.j != nil {
+		w.j.segs = append(w.j.segs, w.j.newSegment(w.id, seq+1))
+		mark = &journalMark{inc: w.j.inc, seq: seq}
+	}
 	w.mu.Unlock()
 
-	err := w.e.commitBlocks(ctx, w.id, batch)
+	err := w.e.commitBlocks(ctx, w.id, batch, mark)
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -422,8 +594,47 @@ func (w *WriteBack) flushLocked(ctx context.Context) error {
 	}
 	w.flushing = nil
 	w.epoch++
-	w.flushed = seq
+	w.flushed = max(w.flushed, seq)
+	if w.j != nil {
+		// Segments the fold covers go; a sync may be writing to one.
+		w.mu.Unlock()
+		w.dropSegments(seq)
+		w.mu.Lock()
+	}
 	return nil
+}
+
+// dropSegments removes the journal segments whose records are all at or
+// below seq, which a fold has committed.
+func (w *WriteBack) dropSegments(seq uint64) {
+	w.j.syncMu.Lock()
+	defer w.j.syncMu.Unlock()
+	w.mu.Lock()
+	var drop []*segment
+	keep := w.j.segs[:0]
+	for _, seg := range w.j.segs {
+		if seg.first <= seq {
+			drop = append(drop, seg)
+		} else {
+			keep = append(keep, seg)
+		}
+	}
+	w.j.segs = keep
+	w.mu.Unlock()
+	for _, seg := range drop {
+		removeSegment(w.e, seg)
+	}
+}
+
+// removeSegment closes and removes a segment's file. A file that stays
+// holds only folded records, which replay skips and removes.
+func removeSegment(e *Engine, seg *segment) {
+	if seg.f != nil {
+		seg.f.Close()
+	}
+	if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		e.log.Warn("engine: removing a folded journal segment", "path", seg.path, "err", err)
+	}
 }
 
 // Close flushes what is buffered and ends the WriteBack; calls after it
@@ -437,7 +648,17 @@ func (w *WriteBack) Close(ctx context.Context) error {
 	if err := w.flushLocked(ctx); err != nil && !errors.Is(err, ErrWriteBackClosed) {
 		return err
 	}
+	if w.j != nil && !w.isClosed() {
+		// Everything is folded: the journal goes, key first (files
+		// without a key are leftovers).
+		if err := w.e.meta.Update(ctx, func(tx meta.Tx) error { return tx.Delete(journalKey(w.id)) }); err != nil {
+			return err
+		}
+		w.j.syncMu.Lock()
+		defer w.j.syncMu.Unlock()
+	}
 	w.mu.Lock()
+	var segs []*segment
 	if !w.closed {
 		w.closed = true
 		if w.timer != nil {
@@ -445,14 +666,26 @@ func (w *WriteBack) Close(ctx context.Context) error {
 			w.timer = nil
 		}
 		w.free = nil
+		if w.j != nil {
+			segs, w.j.segs = w.j.segs, nil
+		}
 	}
 	w.mu.Unlock()
+	for _, seg := range segs {
+		removeSegment(w.e, seg)
+	}
 	w.e.mu.Lock()
 	if w.e.writeBacks[w.id] == w {
 		delete(w.e.writeBacks, w.id)
 	}
 	w.e.mu.Unlock()
 	return nil
+}
+
+func (w *WriteBack) isClosed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.closed
 }
 
 func (w *WriteBack) alloc() []byte {
@@ -484,11 +717,16 @@ func (w *WriteBack) releaseLocked(buf []byte) {
 	}
 }
 
-// commitBlocks commits whole blocks of a volume in one transaction.
-func (e *Engine) commitBlocks(ctx context.Context, id ID, batch []blockWrite) error {
+// commitBlocks commits whole blocks of a volume in one transaction, with
+// the journal mark if there is one.
+func (e *Engine) commitBlocks(ctx context.Context, id ID, batch []blockWrite, mark *journalMark) error {
 	v, err := e.volumeView(ctx, id)
 	if err != nil {
 		return err
 	}
-	return e.commit(ctx, id, v.zones, 0, 0, batch, nil)
+	var g *inCommit
+	if mark != nil {
+		g = &inCommit{check: func(tx meta.Tx) error { return tx.Put(journalKey(id), mark.encode()) }}
+	}
+	return e.commit(ctx, id, v.zones, 0, 0, batch, g)
 }

@@ -26,7 +26,9 @@ import (
 // write-back promises: the volume holds exactly the first k writes of the
 // round for some k, so each write is wholly there or not and none is there
 // without those before it, and k covers every write before the last
-// acknowledged flush. DELTADISK_CRASH_ROUNDS scales it like TestCrash.
+// acknowledged flush. The engine journals the child's flushes, so the kills land in journal
+// syncs, folds and replays alike. DELTADISK_CRASH_ROUNDS scales it like
+// TestCrash.
 
 const (
 	wbCrashChildEnv = "DELTADISK_WB_CRASH_CHILD"
@@ -50,7 +52,7 @@ func TestWriteBackCrash(t *testing.T) {
 		wbCrashChild(dir)
 		return
 	}
-	rounds := 20
+	rounds := 50
 	if s := os.Getenv("DELTADISK_CRASH_ROUNDS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
