@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/deltadisk/deltadisk/internal/meta"
+	"golang.org/x/sync/errgroup"
 )
 
 // Write-back. A volume used as a disk (attached over NBD) gets many small
@@ -79,11 +81,12 @@ type WriteBack struct {
 	j *wbJournal
 
 	mu sync.Mutex
-	// dirty holds the blocks written since the running flush (if any)
-	// began, flushing the blocks that flush commits. The volume's content
-	// is its committed content overlaid by flushing, then dirty.
-	dirty, flushing map[uint64][]byte
-	// epoch counts commits of this WriteBack (flushes, zeros): a block read
+	// dirty holds the blocks written since the running fold (if any)
+	// began, flushing the blocks that fold commits. The volume's content
+	// is its committed content overlaid by the sectors flushing holds,
+	// then by those dirty holds.
+	dirty, flushing map[uint64]*wbBlock
+	// epoch counts commits of this WriteBack (folds, zeros): a block read
 	// from the engine is current only if no commit ended meanwhile.
 	epoch uint64
 	// seq counts the writes applied; flushed is the highest seq made
@@ -95,6 +98,54 @@ type WriteBack struct {
 	timer        *time.Timer
 	delay        time.Duration // from a write to the fold that follows it
 	closed       bool
+}
+
+// sectorsPerBlock is how many sectors a block has: a wbBlock's bitmap.
+const sectorsPerBlock = BlockSize / SectorSize
+
+// wbBlock is a buffered block: the sectors written to it, and which they
+// are. A write does not read the rest of the block: a 4 KiB write to a
+// 64 KiB block would read, decompress and verify 64 KiB for it. The fold
+// reads the block once, whatever number of writes it took, and fills in
+// the sectors not written.
+type wbBlock struct {
+	data  []byte
+	valid [sectorsPerBlock / 64]uint64
+	n     int // sectors valid; sectorsPerBlock when whole
+}
+
+func (b *wbBlock) has(s int64) bool { return b.valid[s/64]&(1<<(s%64)) != 0 }
+
+// set marks sectors [from, to) of the block written.
+func (b *wbBlock) set(from, to int64) {
+	for s := from; s < to; s++ {
+		if !b.has(s) {
+			b.valid[s/64] |= 1 << (s % 64)
+			b.n++
+		}
+	}
+}
+
+// copySectors copies the sectors of [lo, hi) (offsets in the block) that
+// src holds from src to dst, in runs.
+func (b *wbBlock) copySectors(dst []byte, lo, hi int64) {
+	if b.n == sectorsPerBlock {
+		copy(dst, b.data[lo:hi])
+		return
+	}
+	for s := lo / SectorSize; s*SectorSize < hi; {
+		if !b.has(s) {
+			s++
+			continue
+		}
+		r := s
+		for r*SectorSize < hi && b.has(r) {
+			r++
+		}
+		from, to := max(s*SectorSize, lo), min(r*SectorSize, hi)
+		copy(dst[from-lo:to-lo], b.data[from:to])
+		s = r
+	}
 }
 
 // wbJournal is a WriteBack's journal.
@@ -133,7 +184,7 @@ func (e *Engine) OpenWriteBack(ctx context.Context, id ID, limit int64) (*WriteB
 	if blocks < 1 || blocks > maxGuardedBlocks {
 		return nil, fmt.Errorf("engine: write-back bound %d: must hold 1 to %d blocks of %d bytes", limit, maxGuardedBlocks, BlockSize)
 	}
-	w := &WriteBack{e: e, id: id, size: v.size, limit: blocks, dirty: make(map[uint64][]byte), delay: writeBackDelay}
+	w := &WriteBack{e: e, id: id, size: v.size, limit: blocks, dirty: make(map[uint64]*wbBlock), delay: writeBackDelay}
 	e.mu.Lock()
 	if e.writeBacks[id] != nil {
 		e.mu.Unlock()
@@ -243,29 +294,31 @@ func (w *WriteBack) ReadAt(ctx context.Context, p []byte, off int64) error {
 	}
 }
 
-// overlay copies the buffered blocks over [off, off+len(p)) into p, newest
-// last. With onlyIfAll it copies nothing unless every block is buffered,
-// and reports whether it copied. w.mu must be held.
+// overlay copies the buffered sectors of [off, off+len(p)) into p,
+// flushing's then dirty's. With onlyIfAll it copies nothing unless every
+// sector is buffered, and reports whether it copied. w.mu must be held.
 func (w *WriteBack) overlay(p []byte, off int64, onlyIfAll bool) bool {
 	end := off + int64(len(p))
 	if onlyIfAll {
-		for b := off / BlockSize; b*BlockSize < end; b++ {
-			if w.dirty[uint64(b)] == nil && w.flushing[uint64(b)] == nil {
-				return false
+		for s := off / SectorSize; s*SectorSize < end; s++ {
+			b, i := uint64(s*SectorSize/BlockSize), s%sectorsPerBlock
+			if d := w.dirty[b]; d != nil && d.has(i) {
+				continue
 			}
+			if f := w.flushing[b]; f != nil && f.has(i) {
+				continue
+			}
+			return false
 		}
 	}
 	for b := off / BlockSize; b*BlockSize < end; b++ {
-		buf := w.dirty[uint64(b)]
-		if buf == nil {
-			buf = w.flushing[uint64(b)]
-		}
-		if buf == nil {
-			continue
-		}
 		bs := b * BlockSize
 		lo, hi := max(bs, off), min(bs+BlockSize, end)
-		copy(p[lo-off:hi-off], buf[lo-bs:hi-bs])
+		for _, blk := range []*wbBlock{w.flushing[uint64(b)], w.dirty[uint64(b)]} {
+			if blk != nil {
+				blk.copySectors(p[lo-off:hi-off], lo-bs, hi-bs)
+			}
+		}
 	}
 	return true
 }
@@ -289,7 +342,7 @@ func (w *WriteBack) WriteAt(ctx context.Context, p []byte, off int64) error {
 			return err
 		}
 		w.barrier.RLock()
-		err := w.write(ctx, p[:n], off)
+		err := w.write(p[:n], off)
 		w.barrier.RUnlock()
 		if err != nil {
 			return err
@@ -329,87 +382,25 @@ func (w *WriteBack) makeRoom(ctx context.Context) error {
 	return nil
 }
 
-// write applies p to the buffer in one step under w.mu, so that a flush
-// commits all of it or none. Blocks it covers in part and that are not
-// buffered are read first, outside the lock; should a commit end while
-// they are read, they are read again.
-func (w *WriteBack) write(ctx context.Context, p []byte, off int64) error {
-	end := off + int64(len(p))
-	first, last := uint64(off/BlockSize), uint64((end-1)/BlockSize)
-	bases := make(map[uint64][]byte, 2) // at most the first and last block
-	defer func() {
-		for _, buf := range bases {
-			w.release(buf)
-		}
-	}()
+// write applies p to the buffer in one step under w.mu, so that a fold
+// commits all of it or none.
+func (w *WriteBack) write(p []byte, off int64) error {
 	w.mu.Lock()
-	for {
-		if w.closed {
-			w.mu.Unlock()
-			return ErrWriteBackClosed
-		}
-		// Edge blocks neither buffered nor read yet need a read first.
-		var need []uint64
-		for _, b := range []uint64{first, last} {
-			bs := int64(b) * BlockSize
-			partial := off > bs || end < bs+BlockSize
-			if partial && w.dirty[b] == nil && w.flushing[b] == nil && bases[b] == nil && (len(need) == 0 || need[0] != b) {
-				need = append(need, b)
-			}
-		}
-		if len(need) == 0 {
-			// Bases read are current: no commit ended since they were
-			// read, and this is the same critical section.
-			w.apply(p, off, bases)
-			w.mu.Unlock()
-			w.armTimer()
-			return nil
-		}
-		epoch := w.epoch
+	if w.closed {
 		w.mu.Unlock()
-
-		for _, b := range need {
-			buf := w.alloc()
-			if err := w.e.ReadAt(ctx, w.id, buf, int64(b)*BlockSize); err != nil {
-				w.release(buf)
-				return err
-			}
-			bases[b] = buf
-		}
-		w.mu.Lock()
-		if w.epoch != epoch {
-			// A commit ended meanwhile: the blocks read may predate it.
-			for b, buf := range bases {
-				w.releaseLocked(buf)
-				delete(bases, b)
-			}
-		}
+		return ErrWriteBackClosed
 	}
-}
-
-// apply copies p into the dirty blocks it covers, starting each from the
-// newest content: dirty, else flushing, else the base read for it, else
-// (a whole block) nothing. Bases it uses leave bases. w.mu must be held.
-func (w *WriteBack) apply(p []byte, off int64, bases map[uint64][]byte) {
 	end := off + int64(len(p))
 	for b := uint64(off / BlockSize); int64(b)*BlockSize < end; b++ {
 		bs := int64(b) * BlockSize
 		lo, hi := max(bs, off), min(bs+BlockSize, end)
-		buf := w.dirty[b]
-		if buf == nil {
-			switch {
-			case w.flushing[b] != nil:
-				buf = w.allocLocked()
-				copy(buf, w.flushing[b])
-			case bases[b] != nil:
-				buf = bases[b]
-				delete(bases, b)
-			default: // written whole below
-				buf = w.allocLocked()
-			}
-			w.dirty[b] = buf
+		blk := w.dirty[b]
+		if blk == nil {
+			blk = &wbBlock{data: w.allocLocked()}
+			w.dirty[b] = blk
 		}
-		copy(buf[lo-bs:hi-bs], p[lo-off:hi-off])
+		copy(blk.data[lo-bs:hi-bs], p[lo-off:hi-off])
+		blk.set((lo-bs)/SectorSize, (hi-bs)/SectorSize)
 	}
 	w.seq++
 	if w.j != nil {
@@ -417,6 +408,9 @@ func (w *WriteBack) apply(p []byte, off int64, bases map[uint64][]byte) {
 		seg.pending = appendJournalRecord(seg.pending, w.j.inc, w.seq, off, p)
 		seg.size += journalHeader + int64(len(p))
 	}
+	w.mu.Unlock()
+	w.armTimer()
+	return nil
 }
 
 // full reports whether the buffer, or the journal's current segment, has
@@ -560,11 +554,13 @@ func (w *WriteBack) flushLocked(ctx context.Context) error {
 		w.mu.Unlock()
 		return nil
 	}
-	w.flushing, w.dirty = w.dirty, make(map[uint64][]byte, len(w.dirty))
+	w.flushing, w.dirty = w.dirty, make(map[uint64]*wbBlock, len(w.dirty))
 	seq := w.seq
-	batch := make([]blockWrite, 0, len(w.flushing))
-	for b, buf := range w.flushing {
-		batch = append(batch, blockWrite{b: b, data: buf})
+	var partial []uint64
+	for b, blk := range w.flushing {
+		if blk.n < sectorsPerBlock {
+			partial = append(partial, b)
+		}
 	}
 	var mark *journalMark
 	if w.j != nil {
@@ -573,24 +569,41 @@ func (w *WriteBack) flushLocked(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 
-	err := w.e.commitBlocks(ctx, w.id, batch, mark)
+	err := w.fillPartial(ctx, partial)
+	if err == nil {
+		batch := make([]blockWrite, 0, len(w.flushing))
+		for b, blk := range w.flushing { // no write changes flushing
+			batch = append(batch, blockWrite{b: b, data: blk.data})
+		}
+		err = w.e.commitBlocks(ctx, w.id, batch, mark)
+	}
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil {
-		// Keep the blocks; those written again meanwhile are newer.
-		for b, buf := range w.flushing {
-			if w.dirty[b] == nil {
-				w.dirty[b] = buf
-			} else {
-				w.releaseLocked(buf)
+		// Keep the blocks, under the sectors written again meanwhile.
+		for b, blk := range w.flushing {
+			newer := w.dirty[b]
+			if newer == nil {
+				w.dirty[b] = blk
+				continue
 			}
+			newer.copySectors(blk.data, 0, BlockSize)
+			for i := range blk.valid {
+				blk.valid[i] |= newer.valid[i]
+			}
+			blk.n = 0
+			for i := range blk.valid {
+				blk.n += bits.OnesCount64(blk.valid[i])
+			}
+			w.dirty[b] = blk
+			w.releaseLocked(newer.data)
 		}
 		w.flushing = nil
 		return err
 	}
-	for _, buf := range w.flushing {
-		w.releaseLocked(buf)
+	for _, blk := range w.flushing {
+		w.releaseLocked(blk.data)
 	}
 	w.flushing = nil
 	w.epoch++
@@ -602,6 +615,38 @@ func (w *WriteBack) flushLocked(ctx context.Context) error {
 		w.mu.Lock()
 	}
 	return nil
+}
+
+// fillPartial reads the committed content of the flushing blocks that
+// were written in part and fills in their other sectors, a few blocks at
+// a time. Only the fold, under flushMu, commits to the volume, so what it
+// reads is what the blocks' writes were made over.
+func (w *WriteBack) fillPartial(ctx context.Context, blocks []uint64) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(w.e.readAhead)
+	for _, b := range blocks {
+		g.Go(func() error {
+			base := w.alloc()
+			defer w.release(base)
+			if err := w.e.ReadAt(ctx, w.id, base, int64(b)*BlockSize); err != nil {
+				return err
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			blk := w.flushing[b]
+			for s := range int64(sectorsPerBlock) {
+				if !blk.has(s) {
+					copy(blk.data[s*SectorSize:(s+1)*SectorSize], base[s*SectorSize:])
+				}
+			}
+			for i := range blk.valid {
+				blk.valid[i] = ^uint64(0)
+			}
+			blk.n = sectorsPerBlock
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // dropSegments removes the journal segments whose records are all at or

@@ -334,4 +334,47 @@ func TestWriteBackFlushFails(t *testing.T) {
 	if !bytes.Equal(read(t, env.e, vol, size), want) {
 		t.Fatal("the flush after a failed one did not commit the writes")
 	}
+
+	// Writes to a block while a fold of it fails: the block keeps both,
+	// the newer sectors over the older.
+	if err := wb.WriteAt(ctx, bytes.Repeat([]byte{6}, 1024), 2*engine.BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	copy(want[2*engine.BlockSize:], bytes.Repeat([]byte{6}, 1024))
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	faulty.Inject(chunkstest.Fault{Op: chunkstest.OpPut, Times: 1, Err: syscall.ENOSPC, Match: func(string) bool {
+		once.Do(func() { // the first Put waits: the fold is under way
+			close(entered)
+			<-release
+		})
+		return true
+	}})
+	flushed := make(chan error, 1)
+	go func() { flushed <- wb.Flush(ctx) }()
+	<-entered
+	for _, w := range []struct {
+		off int64
+		b   byte
+	}{{2*engine.BlockSize + 512, 7}, {2*engine.BlockSize + 4096, 8}} {
+		p := bytes.Repeat([]byte{w.b}, 1024)
+		if err := wb.WriteAt(ctx, p, w.off); err != nil {
+			t.Fatal(err)
+		}
+		copy(want[w.off:], p)
+	}
+	close(release)
+	if err := <-flushed; !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Flush on a full store = %v, want ENOSPC", err)
+	}
+	if err := wb.ReadAt(ctx, got, 0); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("after a fold failed under writes the buffer reads differently (%v)", err)
+	}
+	if err := wb.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(read(t, env.e, vol, size), want) {
+		t.Fatal("the flush after a fold failed under writes lost some of them")
+	}
+	checkClean(t, env.e, true)
 }
