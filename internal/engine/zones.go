@@ -257,6 +257,9 @@ func (e *Engine) relocate(ctx context.Context, ref chunks.Ref, loc zoneLocation)
 // chunks it lacks. A write is acknowledged only when every zone holds it,
 // so one failing zone fails it (and its packs in other zones are garbage
 // that GC collects).
+// putPieceChunks bounds the chunks of one Put: 8 MiB of 64 KiB blocks.
+const putPieceChunks = 128
+
 func (e *Engine) putZones(ctx context.Context, want map[zoneID][]chunks.Chunk) (map[zoneID]map[chunks.Ref]chunks.Location, error) {
 	out := make(map[zoneID]map[chunks.Ref]chunks.Location, len(want))
 	var mu sync.Mutex
@@ -267,24 +270,28 @@ func (e *Engine) putZones(ctx context.Context, want map[zoneID][]chunks.Chunk) (
 			return nil, fmt.Errorf("%w: zone %s is not configured", ErrNoZone, e.zones.name(z))
 		}
 	}
-	for z, cs := range want {
+	for z, all := range want {
 		s := e.zones.stores[z]
-		wg.Go(func() {
-			locs, err := s.Put(ctx, cs)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = zoneWriteError(e.zones.name(z), err)
+		out[z] = make(map[chunks.Ref]chunks.Location, len(all))
+		// Large batches (a write-back fold holds 64 MiB) go in pieces: the
+		// store encodes each Put into one buffer, which it pools only up
+		// to a size, and pieces compress in parallel.
+		for cs := range slices.Chunk(all, putPieceChunks) {
+			wg.Go(func() {
+				locs, err := s.Put(ctx, cs)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = zoneWriteError(e.zones.name(z), err)
+					}
+					return
 				}
-				return
-			}
-			m := make(map[chunks.Ref]chunks.Location, len(cs))
-			for i, c := range cs {
-				m[c.Ref] = locs[i]
-			}
-			out[z] = m
-		})
+				for i, c := range cs {
+					out[z][c.Ref] = locs[i]
+				}
+			})
+		}
 	}
 	wg.Wait()
 	if firstErr != nil {
