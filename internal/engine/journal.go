@@ -164,7 +164,10 @@ func parseSegmentName(name string) (id ID, inc, first uint64, ok bool) {
 type segment struct {
 	path    string
 	first   uint64 // seq of its first record
-	pending []byte // records not yet written to the file
+	// pending holds the records not yet written to the file, in buffers
+	// of journalBuf bytes (or one record's, if larger): appending to one
+	// growing slice copied it over and over.
+	pending [][]byte
 	size    int64  // bytes appended, written or pending
 	f       *os.File
 	// broken: a write to the file failed, so it may end in a torn record
@@ -194,8 +197,10 @@ func syncSegments(dir string, batch []segmentWrite) error {
 		}
 	}
 	for _, sw := range batch {
-		if _, err := sw.seg.f.Write(sw.data); err != nil {
-			return err
+		for _, buf := range sw.data {
+			if _, err := sw.seg.f.Write(buf); err != nil {
+				return err
+			}
 		}
 	}
 	for _, sw := range batch {
@@ -209,7 +214,38 @@ func syncSegments(dir string, batch []segmentWrite) error {
 // segmentWrite is a segment's pending records taken for a sync.
 type segmentWrite struct {
 	seg  *segment
-	data []byte
+	data [][]byte
+}
+
+// journalBuf is the size of the buffers that hold pending records.
+const journalBuf = 1 << 20
+
+// appendRecord appends the record of write seq to the segment's pending
+// buffers, taking a new buffer from free when the last one is full.
+func (seg *segment) appendRecord(free *[][]byte, inc, seq uint64, off int64, p []byte) {
+	need := journalHeader + len(p)
+	n := len(seg.pending)
+	if n == 0 || cap(seg.pending[n-1])-len(seg.pending[n-1]) < need {
+		var buf []byte
+		if k := len(*free); k > 0 && need <= journalBuf {
+			buf, *free = (*free)[k-1], (*free)[:k-1]
+		} else {
+			buf = make([]byte, 0, max(need, journalBuf))
+		}
+		seg.pending = append(seg.pending, buf[:0])
+		n++
+	}
+	seg.pending[n-1] = appendJournalRecord(seg.pending[n-1], inc, seq, off, p)
+	seg.size += int64(need)
+}
+
+// recycle keeps the standard-size buffers of bufs in free, up to max.
+func recycle(free *[][]byte, bufs [][]byte, max int) {
+	for _, buf := range bufs {
+		if cap(buf) == journalBuf && len(*free) < max {
+			*free = append(*free, buf[:0])
+		}
+	}
 }
 
 func syncDir(dir string) error {

@@ -152,6 +152,8 @@ func (b *wbBlock) copySectors(dst []byte, lo, hi int64) {
 type wbJournal struct {
 	dir string
 	inc uint64
+	// free holds pending-record buffers to reuse (guarded by w.mu).
+	free [][]byte
 	// syncMu lets one sync run at a time. A fold takes it (after flushMu)
 	// to drop segments; a sync never takes flushMu.
 	syncMu sync.Mutex
@@ -405,8 +407,7 @@ func (w *WriteBack) write(p []byte, off int64) error {
 	w.seq++
 	if w.j != nil {
 		seg := w.j.segs[len(w.j.segs)-1]
-		seg.pending = appendJournalRecord(seg.pending, w.j.inc, w.seq, off, p)
-		seg.size += journalHeader + int64(len(p))
+		seg.appendRecord(&w.j.free, w.j.inc, w.seq, off, p)
 	}
 	w.mu.Unlock()
 	w.armTimer()
@@ -536,6 +537,9 @@ func (w *WriteBack) syncJournal() error {
 	}
 	w.mu.Lock()
 	w.flushed = max(w.flushed, upTo)
+	for _, sw := range batch {
+		recycle(&w.j.free, sw.data, w.limit*BlockSize/journalBuf)
+	}
 	w.mu.Unlock()
 	return nil
 }
@@ -660,6 +664,8 @@ func (w *WriteBack) dropSegments(seq uint64) {
 	for _, seg := range w.j.segs {
 		if seg.first <= seq {
 			drop = append(drop, seg)
+			recycle(&w.j.free, seg.pending, w.limit*BlockSize/journalBuf) // folded: never written
+			seg.pending = nil
 		} else {
 			keep = append(keep, seg)
 		}
