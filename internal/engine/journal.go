@@ -162,13 +162,13 @@ func parseSegmentName(name string) (id ID, inc, first uint64, ok bool) {
 // segment is one file of a journal. Its fields are guarded by the
 // WriteBack's mu, but f, which only syncs touch (under syncMu).
 type segment struct {
-	path    string
-	first   uint64 // seq of its first record
+	path  string
+	first uint64 // seq of its first record
 	// pending holds the records not yet written to the file, in buffers
 	// of journalBuf bytes (or one record's, if larger): appending to one
 	// growing slice copied it over and over.
 	pending [][]byte
-	size    int64  // bytes appended, written or pending
+	size    int64 // bytes appended, written or pending
 	f       *os.File
 	// broken: a write to the file failed, so it may end in a torn record
 	// that would hide the records after it; nothing more is written to it,
