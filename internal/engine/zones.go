@@ -253,12 +253,13 @@ func (e *Engine) relocate(ctx context.Context, ref chunks.Ref, loc zoneLocation)
 	return loc, false, nil
 }
 
+// putPieceChunks bounds the chunks of one Put: 8 MiB of 64 KiB blocks.
+const putPieceChunks = 128
+
 // putZones writes chunks into zones in parallel; want lists, per zone, the
 // chunks it lacks. A write is acknowledged only when every zone holds it,
 // so one failing zone fails it (and its packs in other zones are garbage
 // that GC collects).
-// putPieceChunks bounds the chunks of one Put: 8 MiB of 64 KiB blocks.
-const putPieceChunks = 128
 
 func (e *Engine) putZones(ctx context.Context, want map[zoneID][]chunks.Chunk) (map[zoneID]map[chunks.Ref]chunks.Location, error) {
 	out := make(map[zoneID]map[chunks.Ref]chunks.Location, len(want))
@@ -272,7 +273,10 @@ func (e *Engine) putZones(ctx context.Context, want map[zoneID][]chunks.Chunk) (
 	}
 	for z, all := range want {
 		s := e.zones.stores[z]
-		out[z] = make(map[chunks.Ref]chunks.Location, len(all))
+		// Each zone's map is made here, before its pieces start: the
+		// goroutines write into it under mu, never into out itself.
+		zl := make(map[chunks.Ref]chunks.Location, len(all))
+		out[z] = zl
 		// Large batches (a write-back fold holds 64 MiB) go in pieces: the
 		// store encodes each Put into one buffer, which it pools only up
 		// to a size, and pieces compress in parallel.
@@ -288,7 +292,7 @@ func (e *Engine) putZones(ctx context.Context, want map[zoneID][]chunks.Chunk) (
 					return
 				}
 				for i, c := range cs {
-					out[z][c.Ref] = locs[i]
+					zl[c.Ref] = locs[i]
 				}
 			})
 		}
