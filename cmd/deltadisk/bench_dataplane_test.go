@@ -101,7 +101,8 @@ const (
 
 // init turns this test binary into the ServeContent baseline when the
 // benchmark starts it as a child: it serves one file over HTTPS on a free
-// loopback port, prints the address, and exits when its stdin closes.
+// loopback port (and discards the bodies of PUTs), prints the address, and
+// exits when its stdin closes.
 func init() {
 	path := os.Getenv(serveFileEnv)
 	if path == "" {
@@ -134,6 +135,17 @@ func serveContentChild(path, certFile, keyFile string) error {
 	// the blob servers.
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut {
+				// The discarding server of BenchmarkManyWriters: read
+				// the body, keep nothing, answer as Put Page does.
+				if _, err := io.Copy(io.Discard, r.Body); err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+				w.Header().Set("ETag", `"0x8D0000000000001"`)
+				w.WriteHeader(http.StatusCreated)
+				return
+			}
 			if v := r.Header.Get("x-ms-range"); v != "" {
 				r.Header.Set("Range", v)
 			}
