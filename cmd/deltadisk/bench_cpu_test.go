@@ -82,6 +82,26 @@ func profiledServe(path string, args []string) int {
 	return code
 }
 
+// useProfiledServer makes the server startBenchDeltadisk runs this test
+// binary under a CPU profile when DELTADISK_BENCH_SERVER_PROFILE asks for
+// one.
+func useProfiledServer(b *testing.B) {
+	path := os.Getenv(serverProfileEnv)
+	if path == "" {
+		return
+	}
+	// startBenchDeltadisk runs `binary serve ...`: make that this test
+	// binary, which init turns into the profiled server.
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	real := binary
+	binary = exe
+	b.Cleanup(func() { binary = real })
+	b.Logf("the server is this test binary under a CPU profile, written to %s when it stops", path)
+}
+
 // processTimes is the user and the system time a process has used so
 // far, from /proc/PID/stat, as processCPU reads them (in ticks of 10 ms).
 func processTimes(b *testing.B, pid int) (user, sys time.Duration) {
@@ -104,18 +124,7 @@ func BenchmarkUploadCPU(b *testing.B) {
 	if os.Getenv(benchFullEnv) == "1" {
 		size = oneGiB
 	}
-	if path := os.Getenv(serverProfileEnv); path != "" {
-		// startBenchDeltadisk runs `binary serve ...`: make that this
-		// test binary, which init turns into the profiled server.
-		exe, err := os.Executable()
-		if err != nil {
-			b.Fatal(err)
-		}
-		real := binary
-		binary = exe
-		b.Cleanup(func() { binary = real })
-		b.Logf("the server is this test binary under a CPU profile, written to %s when it stops", path)
-	}
+	useProfiledServer(b)
 	dd := startBenchDeltadisk(b)
 	httpc := benchHTTPClient(dd.pool)
 	logTLS(b, httpc, "deltadisk", dd.creds.ResourceManagerURL+"healthz")

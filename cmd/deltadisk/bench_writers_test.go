@@ -18,7 +18,8 @@ package main_test
 // By default phases last 1 s and the sustained phase 2 s, so that CI's
 // -benchtime=1x run stays quick; DELTADISK_BENCH_FULL=1 makes the phases
 // 15 s and the sustained phase 4 minutes (the figures). Rerun with
-// -benchtime=3x for medians of three rounds.
+// -benchtime=3x for medians of three rounds. DELTADISK_BENCH_SERVER_PROFILE
+// profiles the server, as in BenchmarkUploadCPU.
 
 import (
 	"bytes"
@@ -53,6 +54,7 @@ func BenchmarkManyWriters(b *testing.B) {
 	if os.Getenv(benchFullEnv) != "" {
 		phase, sustained = 15*time.Second, 4*time.Minute
 	}
+	useProfiledServer(b)
 	dd := startBenchDeltadisk(b)
 	httpc := benchHTTPClient(dd.pool)
 	empty := filepath.Join(b.TempDir(), "empty")
